@@ -1,0 +1,27 @@
+"""keras_llm: Keras 3 layers, models and tools for transformer language models.
+
+Importing the package is cheap (no TensorFlow): `keras_llm.config` and the CLI's
+`validate` stay fast. Heavy modules load on first attribute access.
+"""
+
+import importlib
+import os
+
+# keras_llm runs on TensorFlow only (tf.data, tf.distribute, SavedModel export).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from keras_llm.version import __version__  # noqa: E402
+
+_LAZY_MODULES = ("layers", "blocks", "models", "config")
+_LAZY_FUNCTIONS = {"build": "keras_llm.models", "load": "keras_llm.models"}
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"keras_llm.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
+    raise AttributeError(f"module 'keras_llm' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "build", "load", "layers", "blocks", "models"]

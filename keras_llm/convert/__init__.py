@@ -1,0 +1,1 @@
+"""Weight import from reference implementations (Hugging Face checkpoints)."""

@@ -1,0 +1,88 @@
+"""Hugging Face `T5ForConditionalGeneration` weights → `T5Backbone`."""
+
+from keras_llm.convert.weights import assign_weights
+
+
+def _attention_pairs(attention, prefix, hidden_dim, num_heads, head_dim):
+    # torch Linear stores (out, in); our EinsumDense kernels are (D, H, K) for
+    # q/k/v and (H, K, D) for the output.
+    def to_heads(w):
+        return w.T.reshape(hidden_dim, num_heads, head_dim)  # (D, H, K)
+
+    def from_heads(w):
+        return w.T.reshape(num_heads, head_dim, hidden_dim)  # (H, K, D)
+
+    return [
+        (attention.query_dense.kernel, f"{prefix}.q.weight", to_heads),
+        (attention.key_dense.kernel, f"{prefix}.k.weight", to_heads),
+        (attention.value_dense.kernel, f"{prefix}.v.weight", to_heads),
+        (attention.output_dense.kernel, f"{prefix}.o.weight", from_heads),
+    ]
+
+
+def _feedforward_pairs(feedforward, prefix, gated):
+    transpose = (lambda w: w.T)
+    if gated:
+        pairs = [
+            (feedforward.inner_dense.kernel, f"{prefix}.wi_0.weight", transpose),
+            (feedforward.linear_dense.kernel, f"{prefix}.wi_1.weight", transpose),
+        ]
+    else:
+        pairs = [(feedforward.inner_dense.kernel, f"{prefix}.wi.weight", transpose)]
+    return pairs + [
+        (feedforward.output_dense.kernel, f"{prefix}.wo.weight", transpose)
+    ]
+
+
+def t5_weight_pairs(backbone):
+    """`(variable, hf_name, transform)` for every weight of a T5 backbone."""
+    args = (backbone.hidden_dim, backbone.num_heads, backbone.head_dim)
+    gated = backbone.use_gated_activation
+    pairs = [(backbone.token_embedding.embeddings, "shared.weight", None)]
+    if not backbone.tie_embedding_weights:
+        pairs.append(
+            (backbone.token_embedding.reverse_embeddings, "lm_head.weight",
+             lambda w: w.T)
+        )
+    for side in ("encoder", "decoder"):
+        bias = getattr(backbone, f"{side}_relative_bias")
+        pairs.append(
+            (bias.embeddings,
+             f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+             None)
+        )
+        final_norm = getattr(backbone, f"{side}_final_norm")
+        pairs.append((final_norm.scale, f"{side}.final_layer_norm.weight", None))
+        for i, block in enumerate(getattr(backbone, f"{side}_blocks")):
+            prefix = f"{side}.block.{i}.layer"
+            pairs += _attention_pairs(
+                block.self_attention, f"{prefix}.0.SelfAttention", *args
+            )
+            pairs.append(
+                (block.self_attention_norm.scale, f"{prefix}.0.layer_norm.weight",
+                 None)
+            )
+            ff_layer = 1
+            if side == "decoder":
+                pairs += _attention_pairs(
+                    block.cross_attention, f"{prefix}.1.EncDecAttention", *args
+                )
+                pairs.append(
+                    (block.cross_attention_norm.scale,
+                     f"{prefix}.1.layer_norm.weight", None)
+                )
+                ff_layer = 2
+            pairs += _feedforward_pairs(
+                block.feedforward, f"{prefix}.{ff_layer}.DenseReluDense", gated
+            )
+            pairs.append(
+                (block.feedforward_norm.scale,
+                 f"{prefix}.{ff_layer}.layer_norm.weight", None)
+            )
+    return pairs
+
+
+def load_t5_weights(backbone, state_dict):
+    """Copies a Hugging Face T5 state dict (name → numpy array) into
+    `backbone`, checking every name and shape first."""
+    assign_weights(t5_weight_pairs(backbone), state_dict)

@@ -1,0 +1,96 @@
+"""Token embedding with an optional tied output projection."""
+
+import keras
+from keras import ops
+
+from keras_llm.layers.utils import clone_initializer
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class TokenEmbedding(keras.layers.Layer):
+    """Token embedding whose `reverse` call projects back onto the vocabulary.
+
+    With `tie_weights=True` the output projection is the transposed input
+    table (T5 v1.0, GPT-2, BERT); otherwise it is a separate `(D, V)` matrix
+    (T5 v1.1's `lm_head`).
+
+    Args:
+        vocabulary_size: int. `V`.
+        hidden_dim: int. `D`.
+        tie_weights: bool. Share the input and output matrices. Defaults to
+            `True`.
+        embeddings_initializer: initializer. Defaults to `"uniform"`.
+        **kwargs: passed to `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: int tensor `(B, T)`, or float `(B, T, D)` with `reverse=True`.
+        reverse: bool. Project hidden states to logits `(B, T, V)`.
+
+    Example:
+    ```python
+    layer = keras_llm.layers.TokenEmbedding(vocabulary_size=100, hidden_dim=16)
+    hidden = layer(np.zeros((2, 8), "int32"))  # (2, 8, 16)
+    logits = layer(hidden, reverse=True)  # (2, 8, 100)
+    ```
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        tie_weights=True,
+        embeddings_initializer="uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("hidden_dim", hidden_dim),
+        ):
+            if value <= 0:
+                raise ValueError(
+                    f"`{name}` must be positive. Received: {name}={value}"
+                )
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.tie_weights = tie_weights
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer
+        )
+
+    def build(self, inputs_shape=None):
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.vocabulary_size, self.hidden_dim),
+            initializer=clone_initializer(self.embeddings_initializer),
+        )
+        if not self.tie_weights:
+            self.reverse_embeddings = self.add_weight(
+                name="reverse_embeddings",
+                shape=(self.hidden_dim, self.vocabulary_size),
+                initializer=clone_initializer(self.embeddings_initializer),
+            )
+        self.built = True
+
+    def call(self, inputs, reverse=False):
+        if reverse:
+            if self.tie_weights:
+                kernel = ops.transpose(ops.convert_to_tensor(self.embeddings))
+            else:
+                kernel = ops.convert_to_tensor(self.reverse_embeddings)
+            return ops.matmul(inputs, ops.cast(kernel, inputs.dtype))
+        return ops.take(self.embeddings, ops.cast(inputs, "int32"), axis=0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+                "tie_weights": self.tie_weights,
+                "embeddings_initializer": keras.initializers.serialize(
+                    self.embeddings_initializer
+                ),
+            }
+        )
+        return config

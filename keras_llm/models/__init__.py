@@ -1,0 +1,92 @@
+"""Models and the registry that builds them from a config's `model.arch`."""
+
+import dataclasses
+import io
+import os
+
+import keras_llm.backend  # noqa: F401
+from keras_llm.models.backbone import Backbone
+from keras_llm.models.backbone import Task
+from keras_llm.models.t5 import T5Backbone
+from keras_llm.models.t5 import T5Seq2SeqLM
+
+# arch → (backbone class, task class). One line per architecture.
+ARCHITECTURES = {
+    "t5": (T5Backbone, T5Seq2SeqLM),
+}
+
+
+def build_model(model_config, dtype=None):
+    """Builds the task model of a model config (e.g. `config.T5Config`).
+
+    Args:
+        model_config: a model dataclass from `keras_llm.config`.
+        dtype: optional dtype policy name, e.g. `"mixed_bfloat16"`.
+
+    Returns:
+        The task model (`keras.Model`); its backbone is `model.backbone`.
+    """
+    from keras_llm import config as config_lib
+
+    arch = config_lib.arch_of(model_config)
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"No model is registered for arch {arch!r}. "
+            f"Registered: {sorted(ARCHITECTURES)}"
+        )
+    backbone_cls, task_cls = ARCHITECTURES[arch]
+    backbone = backbone_cls(**dataclasses.asdict(model_config), dtype=dtype)
+    return task_cls(backbone)
+
+
+def _model_config(config):
+    from keras_llm import config as config_lib
+
+    if isinstance(config, (str, os.PathLike)):
+        config = config_lib.load_config(config)
+    if isinstance(config, config_lib.ExperimentConfig):
+        return config.model
+    return config
+
+
+def build(config, dtype=None):
+    """Builds a task model from a YAML path, an `ExperimentConfig` or a
+    model config.
+
+    Example:
+    ```python
+    model = keras_llm.build("zoo/t5_small.yaml")
+    model.backbone.count_params()
+    ```
+    """
+    return build_model(_model_config(config), dtype=dtype)
+
+
+def count_parameters(model_config):
+    """Number of parameters of the task model described by `model_config`."""
+    return build_model(_model_config(model_config)).count_params()
+
+
+def summarize(model_config):
+    """Keras summary of the backbone described by `model_config`, as text."""
+    model = build_model(_model_config(model_config))
+    lines = io.StringIO()
+    model.backbone.summary(
+        print_fn=lambda line, **_: lines.write(line + "\n"), line_length=100
+    )
+    lines.write(f"Task model: {type(model).__name__}, "
+                f"{model.count_params():,} parameters\n")
+    return lines.getvalue()
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "Backbone",
+    "Task",
+    "T5Backbone",
+    "T5Seq2SeqLM",
+    "build",
+    "build_model",
+    "count_parameters",
+    "summarize",
+]

@@ -1,0 +1,48 @@
+"""keras_llm: a Keras 3 / TensorFlow package and model zoo for transformer LMs."""
+
+import pathlib
+import re
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(
+    r'__version__ = "([^"]+)"',
+    (HERE / "keras_llm" / "version.py").read_text(),
+).group(1)
+
+setuptools.setup(
+    name="keras_llm",
+    version=VERSION,
+    description="Keras 3 layers, models and tools for transformer language models.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # `cli/` and `zoo/` live at the repository root but install *inside* the
+    # package, so they can never collide with another distribution's `cli`.
+    packages=setuptools.find_packages(include=["keras_llm", "keras_llm.*"])
+    + ["keras_llm.cli", "keras_llm.zoo"],
+    package_dir={"keras_llm.cli": "cli", "keras_llm.zoo": "zoo"},
+    package_data={"keras_llm.zoo": ["*.yaml"]},
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        # tensorflow-text must match TensorFlow's minor version.
+        "tensorflow-text>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "keras-hub>=0.32,<0.33",
+        "numpy>=1.26",
+        "click>=8.1",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            # Always pinned: an unpinned torch pulls a multi-GB CUDA build.
+            "torch==2.13.0",
+            "transformers>=5,<6",
+            "safetensors>=0.4",
+            "sentencepiece>=0.2",
+        ],
+    },
+    entry_points={"console_scripts": ["kllm=keras_llm.cli.main:cli"]},
+)
