@@ -13,7 +13,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from keras_llm.version import __version__  # noqa: E402
 
 _LAZY_MODULES = ("layers", "blocks", "models", "config")
-_LAZY_FUNCTIONS = {"build": "keras_llm.models", "load": "keras_llm.models"}
+_LAZY_FUNCTIONS = {"build": "keras_llm.models", "load": "keras_llm.rundir"}
 
 
 def __getattr__(name):

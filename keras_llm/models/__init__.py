@@ -35,8 +35,10 @@ def build_model(model_config, dtype=None):
             f"Registered: {sorted(ARCHITECTURES)}"
         )
     backbone_cls, task_cls = ARCHITECTURES[arch]
-    backbone = backbone_cls(**dataclasses.asdict(model_config), dtype=dtype)
-    return task_cls(backbone)
+    backbone = backbone_cls(
+        **dataclasses.asdict(model_config), dtype=dtype, name=f"{arch}_backbone"
+    )
+    return task_cls(backbone, name=task_cls.__name__.lower())
 
 
 def _model_config(config):

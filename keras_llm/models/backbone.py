@@ -14,6 +14,13 @@ class Backbone(keras.Model):
 
     CONFIG_KEYS = ()
 
+    def __init__(self, *args, dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Functional models ignore `dtype`; the sublayers already got it.
+        # Record it so `get_config` and `compute_dtype` tell the truth.
+        if dtype is not None:
+            self.dtype_policy = keras.dtype_policies.get(dtype)
+
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
         config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)

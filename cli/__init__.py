@@ -1,0 +1,1 @@
+"""The `kllm` command line: Click wiring over `keras_llm` library calls."""

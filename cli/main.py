@@ -1,0 +1,79 @@
+"""`kllm`: train, export and sample transformer language models.
+
+Each command parses, makes one `keras_llm` call and echoes the result. Heavy
+modules (TensorFlow, Keras) are imported inside the commands that need them,
+so `kllm --help` and `kllm validate` stay fast.
+"""
+
+import os
+
+import click
+
+# TensorFlow's C++ start-up chatter (CUDA probes, CPU flags) hides our output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_llm.cli import options
+
+
+@click.group()
+@click.version_option(package_name="keras_llm")
+def cli() -> None:
+    """keras_llm: train, export and sample transformer language models."""
+
+
+@cli.command()
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
+@options.SET
+@options.DEBUG
+def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
+    """Check CONFIG_PATH (e.g. zoo/t5_small.yaml) without building anything."""
+    from keras_llm import config
+
+    with options.library_errors(debug):
+        cfg = config.load_config(config_path, overrides=set_)
+    click.echo(f"OK: {config_path} (arch={config.arch_of(cfg.model)})")
+
+
+@cli.group()
+def zoo() -> None:
+    """The model zoo: ready-made configs, one per model size."""
+
+
+@zoo.command("list")
+@options.DEBUG
+def zoo_list(debug: bool) -> None:
+    """List the zoo configs with their architecture and parameter count."""
+    from keras_llm import config
+    from keras_llm import models  # imports TensorFlow
+
+    rows = [("NAME", "ARCH", "PARAMETERS")]
+    with options.library_errors(debug):
+        for name in config.zoo_names():
+            model = config.load_config(config.zoo_path(name)).model
+            count = models.count_parameters(model)
+            rows.append((name, config.arch_of(model), f"{count:,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for name, arch, count in rows:
+        click.echo(
+            f"{name:<{widths[0]}}  {arch:<{widths[1]}}  {count:>{widths[2]}}"
+        )
+
+
+@zoo.command("show")
+@click.argument("name_or_path")
+@options.SET
+@options.DEBUG
+def zoo_show(name_or_path: str, set_: tuple[str, ...], debug: bool) -> None:
+    """Show a zoo config and its model (NAME_OR_PATH: t5_small or a YAML)."""
+    from keras_llm import config
+
+    with options.library_errors(debug):
+        path = name_or_path
+        if not path.endswith((".yaml", ".yml")) and os.sep not in path:
+            path = config.zoo_path(name_or_path)
+        cfg = config.load_config(path, overrides=set_)
+        from keras_llm import models  # TensorFlow: only for a valid config
+
+        summary = models.summarize(cfg.model)
+    click.echo(f"# {path}\n{config.to_yaml(cfg)}")
+    click.echo(summary.rstrip("\n"))

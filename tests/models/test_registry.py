@@ -1,0 +1,54 @@
+"""The registry: config fields == backbone arguments; zoo parameter counts."""
+
+import dataclasses
+import inspect
+
+import pytest
+
+import keras_llm
+from keras_llm import config as config_lib
+from keras_llm import models
+
+
+@pytest.mark.parametrize("arch", sorted(config_lib.MODEL_CONFIGS))
+def test_config_fields_equal_backbone_arguments(arch):
+    backbone_cls, _ = models.ARCHITECTURES[arch]
+    fields = [f.name for f in dataclasses.fields(config_lib.MODEL_CONFIGS[arch])]
+    params = [
+        name for name in inspect.signature(backbone_cls.__init__).parameters
+        if name not in ("self", "dtype", "kwargs")
+    ]
+    assert fields == params
+
+
+def test_every_config_arch_is_registered():
+    assert set(config_lib.MODEL_CONFIGS) == set(models.ARCHITECTURES)
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("t5_small", 60_506_624),  # the released t5-small
+        ("t5_base", 222_903_552),  # the released t5-base
+    ],
+)
+def test_zoo_parameter_counts(name, expected):
+    assert models.count_parameters(config_lib.zoo_path(name)) == expected
+
+
+def test_build_accepts_path_experiment_and_model_config():
+    path = config_lib.zoo_path("t5_tiny")
+    cfg = config_lib.load_config(path)
+    counts = {
+        keras_llm.build(source).count_params()
+        for source in (path, cfg, cfg.model)
+    }
+    assert len(counts) == 1
+    model = keras_llm.build(cfg, dtype="mixed_bfloat16")
+    assert model.backbone.compute_dtype == "bfloat16"
+
+
+def test_summarize_names_the_layers():
+    text = models.summarize(config_lib.zoo_path("t5_tiny"))
+    assert "encoder_block_1" in text and "decoder_relative_bias" in text
+    assert "T5Seq2SeqLM" in text

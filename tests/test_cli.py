@@ -1,0 +1,198 @@
+"""The `kllm` CLI: exit codes and messages, with the library calls patched."""
+
+import inspect
+import pathlib
+import subprocess
+import sys
+import types
+from unittest import mock
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import keras_llm
+from keras_llm import config
+from keras_llm.cli import options
+from keras_llm.cli.main import cli
+
+ZOO = pathlib.Path(__file__).parents[1] / "zoo"
+
+
+@pytest.fixture
+def models(monkeypatch):
+    """A stand-in for `keras_llm.models`, so no model is built.
+
+    Both `sys.modules` and the package attribute are patched: either may be
+    what `from keras_llm import models` finds, depending on whether the real
+    module was imported earlier in the session.
+    """
+    fake = types.ModuleType("keras_llm.models")
+    fake.count_parameters = mock.Mock(return_value=60_506_624)
+    fake.summarize = mock.Mock(return_value="Model: T5Backbone\nTotal: 1\n")
+    monkeypatch.setitem(sys.modules, "keras_llm.models", fake)
+    monkeypatch.setitem(keras_llm.__dict__, "models", fake)
+    return fake
+
+
+def test_real_models_module_has_what_the_cli_calls():
+    # Keeps the stand-in above honest; importing builds no model. Runs first,
+    # so the tests below also cover a session where the real module is loaded.
+    from keras_llm import models as real
+
+    for name in ("count_parameters", "summarize"):
+        parameters = inspect.signature(getattr(real, name)).parameters
+        assert list(parameters)[:1] == ["model_config"], name
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, [str(arg) for arg in args])
+
+
+def _bad_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  arch: t5\n  vocabulary_size: 8\n  num_head: 8\n")
+    return path
+
+
+def test_version():
+    result = _invoke("--version")
+    assert result.exit_code == 0
+    assert keras_llm.__version__ in result.output
+
+
+def test_help_lists_the_commands():
+    result = _invoke("--help")
+    assert result.exit_code == 0
+    assert "validate" in result.output and "zoo" in result.output
+
+
+def test_validate_ok():
+    path = ZOO / "t5_tiny.yaml"
+    result = _invoke("validate", path, "--set", "train.train_steps=2")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"OK: {path} (arch=t5)\n"
+
+
+def test_validate_bad_config_exits_1_with_file_key_and_hint(tmp_path):
+    path = _bad_config(tmp_path)
+    result = _invoke("validate", path)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Error: {path}: model.num_head: unknown key "
+        "(did you mean 'num_heads'?). Received: 8\n"
+    )
+    assert "Traceback" not in result.output
+
+
+def test_validate_reports_every_problem_one_per_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  arch: t5\n  layer_norm_epsilon: 1e-6\n")
+    result = _invoke("validate", path, "--set", "train.sed=1")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        "Error: --set: train.sed: unknown key (did you mean 'seed'?). "
+        "Received: 1"
+    )
+    assert lines[1] == f"{path}: model.vocabulary_size: required key is missing"
+    assert "write 1.0e-6" in lines[2]
+
+
+def test_debug_reraises_the_library_error(tmp_path):
+    result = _invoke("validate", _bad_config(tmp_path), "--debug")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, config.ConfigError)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["validate", ZOO / "t5_tiny.yaml", "--set", "model.dropout"],
+         "Invalid value for '--set': expected SECTION.KEY=VALUE"),
+        (["validate", ZOO / "t5_tiny.yaml", "--frobnicate"],
+         "No such option"),
+        (["validate", "missing.yaml"], "'missing.yaml' does not exist"),
+        (["validate"], "Missing argument 'CONFIG_PATH'"),
+        (["zoo", "show"], "Missing argument 'NAME_OR_PATH'"),
+    ],
+)  # fmt: skip
+def test_bad_usage_exits_2(args, message):
+    result = _invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_zoo_list_shows_name_arch_and_count(models):
+    result = _invoke("zoo", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["NAME", "ARCH", "PARAMETERS"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[0] for row in rows] == config.zoo_names()
+    assert ["t5_small", "t5", "60,506,624"] in rows
+    assert models.count_parameters.call_count == len(rows)
+    model_configs = [
+        call.args[0] for call in models.count_parameters.mock_calls
+    ]
+    assert all(isinstance(c, config.T5Config) for c in model_configs)
+
+
+def test_zoo_show_prints_config_and_summary(models):
+    result = _invoke("zoo", "show", "t5_tiny", "--set", "model.num_layers=1")
+    assert result.exit_code == 0, result.output
+    assert "arch: t5\n" in result.output
+    assert "vocabulary_size: 512\n" in result.output
+    assert "num_layers: 1\n" in result.output
+    assert result.output.endswith("Model: T5Backbone\nTotal: 1\n")
+    (model_config,) = models.summarize.call_args.args
+    assert model_config.num_layers == 1 and model_config.hidden_dim == 64
+
+
+def test_zoo_show_accepts_a_path(models):
+    result = _invoke("zoo", "show", ZOO / "t5_small.yaml")
+    assert result.exit_code == 0, result.output
+    assert "hidden_dim: 512\n" in result.output
+
+
+def test_zoo_show_unknown_name_lists_available(models):
+    result = _invoke("zoo", "show", "t5_huge")
+    assert result.exit_code == 1
+    assert "no config named 't5_huge'" in result.stderr
+    assert "t5_base, t5_small, t5_tiny" in result.stderr
+    models.summarize.assert_not_called()
+
+
+def test_zoo_show_bad_override_builds_nothing(models):
+    result = _invoke("zoo", "show", "t5_tiny", "--set", "model.num_head=2")
+    assert result.exit_code == 1
+    assert "--set: model.num_head: unknown key" in result.stderr
+    models.summarize.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError("bad"), FileNotFoundError("x"), FileExistsError("x")]
+)
+def test_library_errors_become_click_exceptions(error):
+    with pytest.raises(click.ClickException, match=str(error)):
+        with options.library_errors(debug=False):
+            raise error
+    with pytest.raises(type(error)):
+        with options.library_errors(debug=True):
+            raise error
+
+
+def test_validate_and_help_do_not_import_tensorflow():
+    # conftest.py imports TensorFlow, so check in a fresh interpreter.
+    code = (
+        "import sys; from keras_llm.cli.main import cli; "
+        f"cli(['validate', {str(ZOO / 't5_small.yaml')!r}], "
+        "standalone_mode=False); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: ")

@@ -1,0 +1,277 @@
+"""keras_llm.config: strict keys, typo hints, type checks, overrides, dumps."""
+
+import dataclasses
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from keras_llm import config
+
+ZOO = sorted((pathlib.Path(__file__).parents[1] / "zoo").glob("*.yaml"))
+MINIMAL = "model:\n  arch: t5\n  vocabulary_size: 128\n"
+
+
+def _write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _error(tmp_path, text, overrides=()):
+    """Loads `text` as a config file and returns the ConfigError message."""
+    path = _write(tmp_path, text)
+    with pytest.raises(config.ConfigError) as info:
+        config.load_config(path, overrides=overrides)
+    return str(info.value)
+
+
+# Each malformed config gives ONE message naming the file and the dotted key.
+MALFORMED = {
+    "unknown_key": (
+        MINIMAL + "  num_head: 8\n",
+        "model.num_head: unknown key (did you mean 'num_heads'?)",
+    ),
+    "wrong_type": (
+        MINIMAL + "  num_layers: six\n",
+        "model.num_layers: expected an int, got a string. Received: 'six'",
+    ),
+    "missing_required": (
+        "model:\n  arch: t5\n",
+        "model.vocabulary_size: required key is missing",
+    ),
+    "float_as_string": (
+        MINIMAL + "  layer_norm_epsilon: 1e-6\n",
+        "model.layer_norm_epsilon: expected a float, got a string. "
+        "Received: '1e-6' (YAML 1.1 reads 1e-6 as a string; write 1.0e-6)",
+    ),
+    "negative_size": (
+        MINIMAL + "  hidden_dim: -8\n",
+        "model.hidden_dim: must be positive. Received: -8",
+    ),
+    "not_divisible": (
+        MINIMAL + "  hidden_dim: 100\n  num_heads: 8\n",
+        "model.hidden_dim: must be divisible by model.num_heads. "
+        "Received: hidden_dim=100, num_heads=8",
+    ),
+    "unknown_arch": (
+        "model:\n  arch: t6\n",
+        "model.arch: unknown arch (allowed: t5). Received: 't6'",
+    ),
+    "unknown_section": (
+        MINIMAL + "trian:\n  seed: 1\n",
+        "trian: unknown key (did you mean 'train'?)",
+    ),
+    "bool_for_int": (
+        MINIMAL + "train:\n  global_batch_size: yes\n",
+        "train.global_batch_size: expected an int, got a bool. Received: True",
+    ),
+    "on_for_string": (
+        MINIMAL + "runtime:\n  strategy: on\n",
+        "runtime.strategy: expected a string, got a bool. Received: True "
+        "(YAML reads unquoted on/off/yes/no as booleans; quote the value)",
+    ),
+    "bad_choice": (
+        MINIMAL + "train:\n  optimizer: adam\n",
+        "train.optimizer: unknown value (did you mean 'adamw'?). "
+        "Received: 'adam'",
+    ),
+    "impossible_combination": (
+        MINIMAL + "data:\n  source: files\n",
+        "data.train_files: required when data.source is 'files'",
+    ),
+    "section_not_mapping": (
+        MINIMAL + "train: 3\n",
+        "train: expected a mapping",
+    ),
+    "missing_model": ("train:\n  seed: 1\n", "model: required section is"),
+    "missing_arch": ("model:\n  vocabulary_size: 8\n", "model.arch: required"),
+    "dropout_range": (
+        MINIMAL + "  dropout: 1.0\n",
+        "model.dropout: must be in [0, 1). Received: 1.0",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_config_gives_one_clear_message(tmp_path, name):
+    text, expected = MALFORMED[name]
+    message = _error(tmp_path, text)
+    assert message == f"{tmp_path / 'c.yaml'}: {expected}" or (
+        message.startswith(f"{tmp_path / 'c.yaml'}: {expected}")
+    )
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "the file is empty"),
+        ("# only a comment\n", "the file is empty"),
+        ("- a\n- b\n", "expected a mapping with sections model, data"),
+        ("model: [1\n", "line 2, column 1: invalid YAML"),
+        ("model:\n  arch: t5\n   bad: 1\n", "line 3, column 7: invalid YAML"),
+    ],
+)
+def test_file_level_errors_name_the_file(tmp_path, text, expected):
+    message = _error(tmp_path, text)
+    assert message.startswith(str(tmp_path / "c.yaml") + ": ")
+    assert expected in message
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(config.ConfigError, match="nope.yaml: cannot read"):
+        config.load_config(tmp_path / "nope.yaml")
+
+
+def test_every_problem_reported_together_unknown_keys_first(tmp_path):
+    message = _error(
+        tmp_path,
+        """\
+        model:
+          arch: t5
+          hidden_dim: 512.5
+          num_head: 8
+        train:
+          learning_rate: 1e-3
+        runtime:
+          jit_compile: maybe
+        """,
+    )
+    lines = message.splitlines()
+    assert len(lines) == 5
+    assert "model.num_head: unknown key" in lines[0]
+    assert "model.vocabulary_size: required key is missing" in lines[1]
+    assert all(line.startswith(str(tmp_path / "c.yaml")) for line in lines)
+    for key in ("hidden_dim", "learning_rate", "jit_compile"):
+        assert key in message
+
+
+def test_overrides_take_precedence_over_yaml_over_defaults(tmp_path):
+    path = _write(tmp_path, MINIMAL + "  num_layers: 3\n  dropout: 0.2\n")
+    cfg = config.load_config(path, overrides=["model.dropout=0.0"])
+    assert cfg.model.num_layers == 3  # YAML over the default (6)
+    assert cfg.model.dropout == 0.0  # --set over YAML
+    assert cfg.model.num_heads == 8  # the default
+    assert cfg.train == config.TrainConfig()
+
+
+def test_override_values_are_parsed_as_yaml(tmp_path):
+    cfg = config.load_config(
+        _write(tmp_path, MINIMAL),
+        overrides=[
+            "train.train_steps=2",
+            "train.gradient_clip_norm=null",
+            "runtime.jit_compile=false",
+            "data.tokenizer=runs/x/tokenizer",
+            "model.arch=t5",
+        ],
+    )
+    assert cfg.train.train_steps == 2
+    assert cfg.train.gradient_clip_norm is None
+    assert cfg.runtime.jit_compile is False
+    assert cfg.data.tokenizer == "runs/x/tokenizer"
+    assert config.parse_override("a.b=[1, 2]") == (("a", "b"), [1, 2])
+    assert config.parse_override("a.b=x=y") == (("a", "b"), "x=y")
+
+
+def test_unknown_override_key_names_set(tmp_path):
+    message = _error(tmp_path, MINIMAL, overrides=["model.num_head=4"])
+    assert message == (
+        "--set: model.num_head: unknown key (did you mean 'num_heads'?). "
+        "Received: 4"
+    )
+    message = _error(tmp_path, MINIMAL, overrides=["modle.dropout=0.0"])
+    assert message.startswith("--set: modle.dropout: unknown key (did you")
+
+
+def test_override_value_type_errors_name_set(tmp_path):
+    message = _error(tmp_path, MINIMAL, overrides=["model.dropout=1e-1"])
+    assert message.startswith("--set: model.dropout: expected a float")
+    assert "write 1.0e-1" in message
+
+
+@pytest.mark.parametrize("text", ["model.dropout", "=1", "model..x=1", ".a=1"])
+def test_malformed_override_syntax(text):
+    with pytest.raises(config.ConfigError, match="expected SECTION.KEY=VALUE"):
+        config.parse_override(text)
+
+
+@pytest.mark.parametrize(
+    "value, hint",
+    [
+        ("1e6", "write 1.0e+6"),  # YAML 1.1 also needs the exponent's sign
+        ("1.0e6", "write 1.0e+6"),
+        ("2.5E3", "write 2.5e+3"),
+        ("'0.5'", "remove the quotes"),
+    ],
+)
+def test_numeric_string_hints(tmp_path, value, hint):
+    message = _error(tmp_path, MINIMAL + f"  dropout: {value}\n")
+    assert hint in message
+
+
+def test_int_is_accepted_and_stored_as_float():
+    cfg = config.config_from_dict(
+        {"model": {"arch": "t5", "vocabulary_size": 8, "dropout": 0}}
+    )
+    assert cfg.model.dropout == 0.0 and type(cfg.model.dropout) is float
+
+
+def test_optional_fields_accept_null():
+    raw = yaml.safe_load(MINIMAL + "  key_value_dim: null\n")
+    assert config.config_from_dict(raw).model.key_value_dim is None
+
+
+def test_dataclasses_validate_when_built_directly():
+    with pytest.raises(config.ConfigError, match="model.hidden_dim: must be"):
+        config.T5Config(vocabulary_size=8, hidden_dim=10, num_heads=4)
+    with pytest.raises(config.ConfigError, match="train.seed: expected an int"):
+        config.TrainConfig(seed="0")
+
+
+def test_experiment_config_is_frozen():
+    cfg = config.config_from_dict(yaml.safe_load(MINIMAL))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model = None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.learning_rate = 1.0
+
+
+def test_to_dict_puts_arch_first():
+    raw = config.to_dict(config.config_from_dict(yaml.safe_load(MINIMAL)))
+    assert list(raw) == ["model", "data", "train", "runtime"]
+    assert list(raw["model"])[:2] == ["arch", "vocabulary_size"]
+
+
+@pytest.mark.parametrize("path", ZOO, ids=lambda path: path.stem)
+def test_dump_load_round_trip(tmp_path, path):
+    cfg = config.load_config(path)
+    dumped = tmp_path / "config.yaml"
+    config.dump_config(cfg, dumped)
+    assert config.load_config(dumped) == cfg
+    # Floats must be written so that YAML 1.1 reads them back as floats.
+    assert "layer_norm_epsilon: 1.0e-06" in dumped.read_text()
+
+
+def test_arch_of():
+    assert config.arch_of(config.T5Config(vocabulary_size=8)) == "t5"
+    with pytest.raises(config.ConfigError):
+        config.arch_of(object())
+
+
+def test_loading_does_not_import_tensorflow():
+    # conftest.py imports TensorFlow, so check in a fresh interpreter.
+    code = (
+        "import sys; from keras_llm import config; "
+        f"config.load_config({str(ZOO[0])!r}); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'keras' not in sys.modules, 'keras imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,1 @@
+"""Model zoo: one YAML experiment config per model size (`kllm zoo list`)."""
