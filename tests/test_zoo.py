@@ -1,6 +1,6 @@
 """zoo/*.yaml: every file loads and states every model field.
 
-The `large` tests at the end build each model and check its parameter count.
+The tests at the end build the big models and check their parameter counts.
 """
 
 import dataclasses
@@ -43,11 +43,29 @@ def test_zoo_file_names_its_paper(path):
     )
 
 
-# --- Parameter counts: [large] tests build each model ------------------------
-# Models engineer: add the `@pytest.mark.large` tests here, e.g. checking
-# `keras_llm.models.count_parameters(config.load_config(path).model)` against
-# EXPECTED_PARAMETERS (the Hugging Face checkpoints' counts, tied embeddings).
+# --- Parameter counts: built for real (a few seconds each) -----------------
 EXPECTED_PARAMETERS = {
-    "t5_small": 60_506_624,
-    "t5_base": 222_903_552,
+    "t5_small": 60_506_624,  # the released t5-small
+    "t5_base": 222_903_552,  # the released t5-base
 }
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_zoo_parameter_counts(name):
+    from keras_llm import models
+
+    count = models.count_parameters(config.load_config(config.zoo_path(name)))
+    assert count == EXPECTED_PARAMETERS[name]
+
+
+def test_kllm_zoo_show_end_to_end():
+    """The real CLI path: config → build → summary, nothing patched."""
+    from click.testing import CliRunner
+
+    from keras_llm.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["zoo", "show", "t5_tiny"])
+    assert result.exit_code == 0, result.output
+    assert "vocabulary_size: 512" in result.output
+    assert "encoder_block_0" in result.output
+    assert "197,632 parameters" in result.output

@@ -25,17 +25,6 @@ def test_every_config_arch_is_registered():
     assert set(config_lib.MODEL_CONFIGS) == set(models.ARCHITECTURES)
 
 
-@pytest.mark.parametrize(
-    "name,expected",
-    [
-        ("t5_small", 60_506_624),  # the released t5-small
-        ("t5_base", 222_903_552),  # the released t5-base
-    ],
-)
-def test_zoo_parameter_counts(name, expected):
-    assert models.count_parameters(config_lib.zoo_path(name)) == expected
-
-
 def test_build_accepts_path_experiment_and_model_config():
     path = config_lib.zoo_path("t5_tiny")
     cfg = config_lib.load_config(path)
