@@ -23,6 +23,7 @@ from typing import ClassVar
 import yaml
 
 SECTIONS = ("model", "data", "train", "runtime")
+OBJECTIVES = ("span_corruption", "seq2seq", "causal_lm", "masked_lm")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 
 # Problem kinds in report order: unknown keys first, then missing ones, so one
@@ -148,6 +149,15 @@ def _one_of(cfg: Any, name: str, allowed: Iterable[str]) -> Iterator[Problem]:
         yield _problem(f"{cfg.section}.{name}", problem, value)
 
 
+def _check_heads(cfg: Any) -> Iterator[Problem]:
+    if cfg.num_heads > 0 and cfg.hidden_dim % cfg.num_heads:
+        yield _problem(
+            "model.hidden_dim",
+            "must be divisible by model.num_heads. Received: "
+            f"hidden_dim={cfg.hidden_dim}, num_heads={cfg.num_heads}",
+        )
+
+
 class _Section:
     """Base of the config dataclasses: checks types, then values."""
 
@@ -204,19 +214,104 @@ class T5Config(_Section):
         )  # fmt: skip
         yield from _fraction(self, "dropout")
         yield from _one_of(self, "activation", ACTIVATIONS)
-        if self.num_heads > 0 and self.hidden_dim % self.num_heads:
-            yield _problem(
-                "model.hidden_dim",
-                "must be divisible by model.num_heads. Received: "
-                f"hidden_dim={self.hidden_dim}, num_heads={self.num_heads}",
-            )
+        if self.key_value_dim is None:  # T5 v1.1 small: 6 heads of 64, D 512
+            yield from _check_heads(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class GPT2Config(_Section):
+    """GPT-2 decoder-only LM (Radford et al., 2019); see `GPT2Backbone`.
+
+    Pre-norm blocks, tanh-approximated GELU, learned positions, output layer
+    tied to the token embedding.
+    """
+
+    section: ClassVar[str] = "model"
+
+    vocabulary_size: int  # required: no default
+    num_layers: int = 12  # n_layer
+    num_heads: int = 12  # n_head
+    hidden_dim: int = 768  # n_embd
+    intermediate_dim: int = 3072  # n_inner; 4 * hidden_dim in GPT-2
+    dropout: float = 0.1
+    max_sequence_length: int = 1024  # n_positions: learned position rows
+    layer_norm_epsilon: float = 1e-5
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+            "intermediate_dim", "max_sequence_length", "layer_norm_epsilon",
+        )  # fmt: skip
+        yield from _fraction(self, "dropout")
+        yield from _check_heads(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig(_Section):
+    """BERT encoder (Devlin et al., 2019); see `BertBackbone`.
+
+    Post-norm blocks, exact GELU, learned positions and segment embeddings.
+    """
+
+    section: ClassVar[str] = "model"
+
+    vocabulary_size: int  # required: no default
+    num_layers: int = 12
+    num_heads: int = 12
+    hidden_dim: int = 768
+    intermediate_dim: int = 3072
+    dropout: float = 0.1
+    max_sequence_length: int = 512  # learned position rows
+    num_segments: int = 2  # token types (sentence A / B)
+    layer_norm_epsilon: float = 1e-12
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+            "intermediate_dim", "max_sequence_length", "num_segments",
+            "layer_norm_epsilon",
+        )  # fmt: skip
+        yield from _fraction(self, "dropout")
+        yield from _check_heads(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig(_Section):
+    """The original encoder-decoder Transformer (Vaswani et al., 2017); see
+    `TransformerBackbone`.
+
+    Post-norm blocks, relu, sinusoidal positions, one embedding shared by the
+    source, the target and the output layer.
+    """
+
+    section: ClassVar[str] = "model"
+
+    vocabulary_size: int  # required: shared source/target vocabulary
+    num_layers: int = 6  # encoder layers; the decoder has as many
+    num_heads: int = 8
+    hidden_dim: int = 512  # d_model
+    intermediate_dim: int = 2048  # d_ff
+    dropout: float = 0.1  # P_drop
+    layer_norm_epsilon: float = 1e-6
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+            "intermediate_dim", "layer_norm_epsilon",
+        )  # fmt: skip
+        yield from _fraction(self, "dropout")
+        yield from _check_heads(self)
 
 
 # Adding an architecture: write its dataclass, add it here and to ModelConfig.
 MODEL_CONFIGS: dict[str, type] = {
     "t5": T5Config,
+    "gpt2": GPT2Config,
+    "bert": BertConfig,
+    "transformer": TransformerConfig,
 }
-ModelConfig = T5Config  # the union of the MODEL_CONFIGS values
+# The union of the MODEL_CONFIGS values.
+ModelConfig = T5Config | GPT2Config | BertConfig | TransformerConfig
 
 
 def arch_of(model_config: Any) -> str:
@@ -245,14 +340,32 @@ class DataConfig(_Section):
     train_files: str | None = None  # glob; required when source is files
     validation_files: str | None = None  # glob; None -> split off train
     validation_fraction: float = 0.01  # used when validation_files is None
+    # .txt: a document per line (or per file, see document_per); .jsonl:
+    # text_field (and target_field for pairs); .tsv: input<TAB>target;
+    # .tfrecord: tf.train.Example with bytes features named like the fields.
+    document_per: str = "line"  # line, file (plain-text files only)
+    text_field: str = "text"
+    target_field: str | None = None  # pairs: the target text's field
+    objective: str = "auto"  # auto (by arch and source), OBJECTIVES
+    task_prefix: str = ""  # seq2seq, e.g. "translate English to Spanish: "
     sequence_length: int = 512  # encoder (input) tokens per example
     target_sequence_length: int = 114  # decoder tokens (T5 span corruption)
+    noise_density: float = 0.15  # span corruption: fraction of noise tokens
+    mean_noise_span_length: float = 3.0  # span corruption
+    num_sentinels: int = 100  # T5 <extra_id_*> ids at the top of the vocab
     tokenizer: str | None = None  # path to a tokenizer; None -> train one
+    shuffle_buffer_size: int = 10000
 
     def _check(self) -> Iterator[Problem]:
         yield from _one_of(self, "source", ("pydoc", "files", "bible"))
         yield from _positive(self, "sequence_length", "target_sequence_length")
+        yield from _positive(self, "mean_noise_span_length",
+                             "shuffle_buffer_size")
+        yield from _positive(self, "num_sentinels", zero_ok=True)
         yield from _fraction(self, "validation_fraction")
+        yield from _fraction(self, "noise_density")
+        yield from _one_of(self, "document_per", ("line", "file"))
+        yield from _one_of(self, "objective", ("auto", *OBJECTIVES))
         if self.source == "files" and self.train_files is None:
             problem = "required when data.source is 'files'"
             hint = "set it to a glob such as data/train-*.txt"
@@ -283,6 +396,10 @@ class TrainConfig(_Section):
     checkpoint_interval_steps: int = 1000
     max_checkpoints_to_keep: int = 3
     gradient_clip_norm: float | None = 1.0  # global norm; None: no clipping
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    weight_decay: float = 0.0  # decoupled (AdamW, LAMB)
+    eval_steps: int = 20  # validation batches per evaluation
+    log_interval_steps: int = 10  # metrics.jsonl / TensorBoard cadence
     seed: int = 0
 
     def _check(self) -> Iterator[Problem]:
@@ -290,8 +407,18 @@ class TrainConfig(_Section):
             self, "global_batch_size", "learning_rate", "train_steps",
             "eval_interval_steps", "checkpoint_interval_steps",
             "max_checkpoints_to_keep", "gradient_clip_norm",
+            "gradient_accumulation_steps", "eval_steps", "log_interval_steps",
         )  # fmt: skip
-        yield from _positive(self, "warmup_steps", "seed", zero_ok=True)
+        yield from _positive(self, "warmup_steps", "seed", "weight_decay",
+                             zero_ok=True)
+        if self.global_batch_size % self.gradient_accumulation_steps:
+            yield _problem(
+                "train.global_batch_size",
+                "must be divisible by train.gradient_accumulation_steps. "
+                f"Received: global_batch_size={self.global_batch_size}, "
+                f"gradient_accumulation_steps="
+                f"{self.gradient_accumulation_steps}",
+            )
         yield from _one_of(self, "optimizer", ("adafactor", "adamw", "lamb"))
         schedules = ("constant", "inverse_sqrt", "cosine")
         yield from _one_of(self, "schedule", schedules)

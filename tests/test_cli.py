@@ -136,7 +136,8 @@ def test_zoo_list_shows_name_arch_and_count(models):
     model_configs = [
         call.args[0] for call in models.count_parameters.mock_calls
     ]
-    assert all(isinstance(c, config.T5Config) for c in model_configs)
+    model_classes = tuple(config.MODEL_CONFIGS.values())
+    assert all(isinstance(c, model_classes) for c in model_configs)
 
 
 def test_zoo_show_prints_config_and_summary(models):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -59,7 +60,8 @@ MALFORMED = {
     ),
     "unknown_arch": (
         "model:\n  arch: t6\n",
-        "model.arch: unknown arch (allowed: t5). Received: 't6'",
+        "model.arch: unknown arch (allowed: t5, gpt2, bert, transformer). "
+        "Received: 't6'",
     ),
     "unknown_section": (
         MINIMAL + "trian:\n  seed: 1\n",
@@ -254,13 +256,39 @@ def test_dump_load_round_trip(tmp_path, path):
     config.dump_config(cfg, dumped)
     assert config.load_config(dumped) == cfg
     # Floats must be written so that YAML 1.1 reads them back as floats.
-    assert "layer_norm_epsilon: 1.0e-06" in dumped.read_text()
+    # (1e-5, 1e-6 or 1e-12 by arch: each with its dot, e.g. 1.0e-06.)
+    text = dumped.read_text()
+    assert re.search(r"\n  layer_norm_epsilon: \d\.\d+e-\d+\n", text)
 
 
 def test_arch_of():
     assert config.arch_of(config.T5Config(vocabulary_size=8)) == "t5"
+    assert config.arch_of(config.GPT2Config(vocabulary_size=8)) == "gpt2"
+    assert config.arch_of(config.BertConfig(vocabulary_size=8)) == "bert"
+    transformer = config.TransformerConfig(vocabulary_size=8)
+    assert config.arch_of(transformer) == "transformer"
     with pytest.raises(config.ConfigError):
         config.arch_of(object())
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bert", "transformer"])
+def test_new_archs_check_sizes_and_dropout(tmp_path, arch):
+    message = _error(
+        tmp_path,
+        f"model:\n  arch: {arch}\n  vocabulary_size: 0\n  hidden_dim: 100\n"
+        "  num_heads: 8\n  dropout: 1.5\n",
+    )
+    assert "model.vocabulary_size: must be positive. Received: 0" in message
+    assert "model.dropout: must be in [0, 1). Received: 1.5" in message
+    assert "model.hidden_dim: must be divisible by model.num_heads" in message
+
+
+def test_t5_key_value_dim_lifts_the_divisibility_check():
+    # T5 v1.1 small: 6 heads of 64 over d_model 512.
+    cfg = config.T5Config(
+        vocabulary_size=8, hidden_dim=512, num_heads=6, key_value_dim=64
+    )
+    assert cfg.num_heads * cfg.key_value_dim == 384
 
 
 def test_loading_does_not_import_tensorflow():

@@ -44,9 +44,26 @@ def test_zoo_file_names_its_paper(path):
 
 
 # --- Parameter counts: built for real (a few seconds each) -----------------
+# Task models (what `kllm zoo list` shows), checked against the Hugging Face
+# twins' `num_parameters()` where there is one (tied weights counted once).
 EXPECTED_PARAMETERS = {
     "t5_small": 60_506_624,  # the released t5-small
     "t5_base": 222_903_552,  # the released t5-base
+    "t5_v1_1_small": 76_961_152,  # google/t5-v1_1-small (untied lm_head)
+    "gpt2_small": 124_439_808,  # GPT2LMHeadModel (gpt2)
+    "gpt2_tiny": 141_056,  # GPT2LMHeadModel of the same shape
+    # BertModel 109,482,240 + MLM head 622,650 (transform 590,592, its
+    # norm 1,536, output bias 30,522). HF's BertForMaskedLM (109,514,298)
+    # drops the pooler; our BertMaskedLM keeps the backbone whole.
+    "bert_base": 110_104_890,
+    "bert_tiny": 150_144,  # BertModel 145,344 + head 4,800
+    "transformer_base": 63_082_496,  # by hand: tests/models/test_transformer.py
+    "transformer_tiny": 200_192,
+}
+# Backbones where they differ from the task model.
+EXPECTED_BACKBONE_PARAMETERS = {
+    "bert_base": 109_482_240,  # BertModel (bert-base-uncased), pooler included
+    "bert_tiny": 145_344,  # BertModel of the same shape
 }
 
 
@@ -54,8 +71,12 @@ EXPECTED_PARAMETERS = {
 def test_zoo_parameter_counts(name):
     from keras_llm import models
 
-    count = models.count_parameters(config.load_config(config.zoo_path(name)))
-    assert count == EXPECTED_PARAMETERS[name]
+    model = models.build(config.load_config(config.zoo_path(name)))
+    assert model.count_params() == EXPECTED_PARAMETERS[name]
+    backbone_count = EXPECTED_BACKBONE_PARAMETERS.get(
+        name, EXPECTED_PARAMETERS[name]
+    )
+    assert model.backbone.count_params() == backbone_count
 
 
 def test_kllm_zoo_show_end_to_end():

@@ -45,3 +45,25 @@ def assign_weights(pairs, source):
         raise ValueError(" ".join(lines))
     for variable, value in updates:
         variable.assign(value.astype(variable.dtype))
+
+
+def find_prefix(state_dict, probe, prefixes):
+    """The prefix under which a checkpoint stores its backbone.
+
+    Hugging Face names a base model's weights without a prefix (`BertModel`:
+    `embeddings.…`) and a model with a head under one (`BertForMaskedLM`:
+    `bert.embeddings.…`).
+
+    Args:
+        state_dict: mapping from names to arrays.
+        probe: a backbone weight name without prefix, e.g. `"wte.weight"`.
+        prefixes: candidate prefixes, e.g. `("transformer.",)`.
+
+    Returns:
+        The first prefix `p` with `p + probe` in `state_dict`, else `""`
+        (then the missing names are reported without a prefix).
+    """
+    for prefix in prefixes:
+        if prefix + probe in state_dict:
+            return prefix
+    return ""

@@ -7,12 +7,21 @@ import os
 import keras_llm.backend  # noqa: F401
 from keras_llm.models.backbone import Backbone
 from keras_llm.models.backbone import Task
+from keras_llm.models.bert import BertBackbone
+from keras_llm.models.bert import BertMaskedLM
+from keras_llm.models.gpt2 import GPT2Backbone
+from keras_llm.models.gpt2 import GPT2CausalLM
 from keras_llm.models.t5 import T5Backbone
 from keras_llm.models.t5 import T5Seq2SeqLM
+from keras_llm.models.transformer import TransformerBackbone
+from keras_llm.models.transformer import TransformerSeq2SeqLM
 
 # arch → (backbone class, task class). One line per architecture.
 ARCHITECTURES = {
     "t5": (T5Backbone, T5Seq2SeqLM),
+    "gpt2": (GPT2Backbone, GPT2CausalLM),
+    "bert": (BertBackbone, BertMaskedLM),
+    "transformer": (TransformerBackbone, TransformerSeq2SeqLM),
 }
 
 
@@ -85,8 +94,14 @@ __all__ = [
     "ARCHITECTURES",
     "Backbone",
     "Task",
+    "BertBackbone",
+    "BertMaskedLM",
+    "GPT2Backbone",
+    "GPT2CausalLM",
     "T5Backbone",
     "T5Seq2SeqLM",
+    "TransformerBackbone",
+    "TransformerSeq2SeqLM",
     "build",
     "build_model",
     "count_parameters",

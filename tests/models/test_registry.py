@@ -41,3 +41,13 @@ def test_summarize_names_the_layers():
     text = models.summarize(config_lib.zoo_path("t5_tiny"))
     assert "encoder_block_1" in text and "decoder_relative_bias" in text
     assert "T5Seq2SeqLM" in text
+
+
+def test_every_exported_model_class_is_registered():
+    import keras
+
+    for name in models.__all__:
+        obj = getattr(models, name)
+        if isinstance(obj, type) and obj not in (models.Backbone, models.Task):
+            registered = keras.saving.get_registered_name(obj)
+            assert registered == f"keras_llm>{name}", registered

@@ -1,0 +1,77 @@
+"""Hugging Face `GPT2LMHeadModel` / `GPT2Model` weights → `GPT2Backbone`."""
+
+from keras_llm.convert.weights import assign_weights
+from keras_llm.convert.weights import find_prefix
+
+
+def _columns(start, width, expected_shape, out_shape):
+    """Transform: checks the source shape, keeps `[..., start:start + width]`
+    and reshapes to `out_shape` (a wrong source shape is a ValueError, which
+    `assign_weights` reports)."""
+
+    def transform(w):
+        if w.shape != expected_shape:
+            raise ValueError(w.shape)
+        return w[..., start:start + width].reshape(out_shape)
+
+    return transform
+
+
+def gpt2_weight_pairs(backbone, prefix=""):
+    """`(variable, hf_name, transform)` for every weight of a GPT-2 backbone.
+
+    HF GPT-2 uses `Conv1D` layers, whose weights are stored `(in, out)` like
+    our kernels, and one fused `c_attn` `(D, 3D)` for queries, keys and
+    values.
+    """
+    d, h = backbone.hidden_dim, backbone.num_heads
+    k = backbone.head_dim
+    pairs = [
+        (backbone.token_embedding.embeddings, f"{prefix}wte.weight", None),
+        (backbone.position_embedding.position_embeddings,
+         f"{prefix}wpe.weight", None),
+        (backbone.layer_norm.gamma, f"{prefix}ln_f.weight", None),
+        (backbone.layer_norm.beta, f"{prefix}ln_f.bias", None),
+    ]
+    for i, block in enumerate(backbone.transformer_blocks):
+        p = f"{prefix}h.{i}."
+        attention = block.self_attention
+        for j, dense in enumerate(
+            (attention.query_dense, attention.key_dense, attention.value_dense)
+        ):
+            pairs += [
+                (dense.kernel, f"{p}attn.c_attn.weight",
+                 _columns(j * d, d, (d, 3 * d), (d, h, k))),  # (D, H, K)
+                (dense.bias, f"{p}attn.c_attn.bias",
+                 _columns(j * d, d, (3 * d,), (h, k))),  # (H, K)
+            ]
+        feedforward = block.feedforward
+        pairs += [
+            (attention.output_dense.kernel, f"{p}attn.c_proj.weight",
+             lambda w: w.reshape(h, k, d)),  # (H, K, D)
+            (attention.output_dense.bias, f"{p}attn.c_proj.bias", None),
+            (block.self_attention_norm.gamma, f"{p}ln_1.weight", None),
+            (block.self_attention_norm.beta, f"{p}ln_1.bias", None),
+            (feedforward.inner_dense.kernel, f"{p}mlp.c_fc.weight", None),
+            (feedforward.inner_dense.bias, f"{p}mlp.c_fc.bias", None),
+            (feedforward.output_dense.kernel, f"{p}mlp.c_proj.weight", None),
+            (feedforward.output_dense.bias, f"{p}mlp.c_proj.bias", None),
+            (block.feedforward_norm.gamma, f"{p}ln_2.weight", None),
+            (block.feedforward_norm.beta, f"{p}ln_2.bias", None),
+        ]
+    return pairs
+
+
+def load_gpt2_weights(backbone, state_dict):
+    """Copies a Hugging Face GPT-2 state dict (name → numpy array) into
+    `backbone`, checking every name and shape first.
+
+    Accepts `GPT2LMHeadModel` checkpoints (names under `transformer.`; the
+    `lm_head` is the tied embedding) and `GPT2Model` ones (no prefix).
+
+    Raises:
+        ValueError: listing every missing or misshapen weight; nothing is
+            assigned then.
+    """
+    prefix = find_prefix(state_dict, "wte.weight", ("transformer.",))
+    assign_weights(gpt2_weight_pairs(backbone, prefix), state_dict)
