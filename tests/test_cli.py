@@ -144,7 +144,7 @@ def test_zoo_show_prints_config_and_summary(models):
     result = _invoke("zoo", "show", "t5_tiny", "--set", "model.num_layers=1")
     assert result.exit_code == 0, result.output
     assert "arch: t5\n" in result.output
-    assert "vocabulary_size: 512\n" in result.output
+    assert "vocabulary_size: 256\n" in result.output
     assert "num_layers: 1\n" in result.output
     assert result.output.endswith("Model: T5Backbone\nTotal: 1\n")
     (model_config,) = models.summarize.call_args.args

@@ -87,6 +87,6 @@ def test_kllm_zoo_show_end_to_end():
 
     result = CliRunner().invoke(cli, ["zoo", "show", "t5_tiny"])
     assert result.exit_code == 0, result.output
-    assert "vocabulary_size: 512" in result.output
+    assert "vocabulary_size: 256" in result.output
     assert "encoder_block_0" in result.output
-    assert "197,632 parameters" in result.output
+    assert "181,248 parameters" in result.output

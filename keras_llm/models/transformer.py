@@ -15,7 +15,7 @@ from keras_llm.blocks import EncoderBlock
 from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.position import SinusoidalPositionEncoding
 from keras_llm.models.backbone import Backbone
-from keras_llm.models.backbone import Task
+from keras_llm.models.backbone import Seq2SeqTask
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -188,7 +188,7 @@ class TransformerBackbone(Backbone):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class TransformerSeq2SeqLM(Task):
+class TransformerSeq2SeqLM(Seq2SeqTask):
     """The Transformer with its tied output layer: dict inputs → logits.
 
     Logits `(B, T, V)` are float32 whatever the dtype policy. Decoding
@@ -220,38 +220,6 @@ class TransformerSeq2SeqLM(Task):
     def _logits_of(backbone, hidden):
         logits = backbone.token_embedding(hidden, reverse=True)  # (B, T, V)
         return ops.cast(logits, "float32")
-
-    def encode(self, encoder_token_ids, encoder_padding_mask, training=False):
-        """Encoder hidden states `(B, S, D)`."""
-        return self.backbone._encode(
-            encoder_token_ids, encoder_padding_mask, training=training
-        )
-
-    def build_cache(self, encoder_token_ids, encoder_padding_mask, max_length):
-        """Runs the encoder and allocates the decoder caches.
-
-        Returns:
-            `(encoder_output, self_attention_cache, cross_attention_cache)`:
-            `(B, S, D)`, zeros `(B, num_layers, 2, max_length, H, K)` and the
-            precomputed cross-attention keys/values
-            `(B, num_layers, 2, S, H, K)`.
-        """
-        backbone = self.backbone
-        encoder_output = self.encode(encoder_token_ids, encoder_padding_mask)
-        batch_size = ops.shape(encoder_token_ids)[0]
-        self_attention_cache = ops.zeros(
-            (batch_size, backbone.num_layers, 2, max_length,
-             backbone.num_heads, backbone.head_dim),
-            dtype=backbone.compute_dtype,
-        )
-        cross_attention_cache = ops.stack(
-            [
-                block.cross_attention.compute_key_value(encoder_output)
-                for block in backbone.decoder_blocks
-            ],
-            axis=1,
-        )  # (B, num_layers, 2, S, H, K)
-        return encoder_output, self_attention_cache, cross_attention_cache
 
     def call_with_cache(
         self,

@@ -1,0 +1,5 @@
+"""`python -m keras_llm.cli` == `kllm`."""
+
+from keras_llm.cli.main import cli
+
+cli(prog_name="kllm")

@@ -1,0 +1,38 @@
+"""`kllm convert`: checkpoints from other libraries → run directories."""
+
+import click
+
+from keras_llm.cli import options
+
+
+@click.group()
+def convert() -> None:
+    """Convert checkpoints into keras_llm run directories."""
+
+
+@convert.command("hf")
+@click.argument("src_dir", metavar="SRC", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="The run directory to create.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out if it exists (only once the new one is complete).",
+)
+@options.DEBUG
+def hf(src_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
+    """Convert a Hugging Face checkpoint folder SRC (T5 v1.0/v1.1, GPT-2,
+    BERT: config.json, weights, tokenizer files) into a run directory."""
+    from keras_llm.convert import hf as hf_lib  # TensorFlow
+
+    with options.library_errors(debug):
+        run_dir = hf_lib.convert_hf(src_dir, out_dir, overwrite=overwrite)
+    click.echo(
+        f"Wrote run directory {run_dir}; fine-tune it with "
+        f"`kllm train {run_dir}/config.yaml`."
+    )

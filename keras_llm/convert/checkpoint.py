@@ -1,0 +1,153 @@
+"""Reads a Hugging Face checkpoint's weights into a numpy state dict.
+
+`model.safetensors` (or its shards, listed in `model.safetensors.index.json`)
+is read with numpy alone: the format is an 8-byte little-endian header size,
+a JSON header (`name → {dtype, shape, data_offsets}`), then the raw bytes.
+That also reads bfloat16, which the `safetensors` package's numpy API cannot.
+`pytorch_model.bin` (or its shards) needs torch and is opened with
+`torch.load(weights_only=True)`, never plain pickle.
+"""
+
+import json
+import os
+import struct
+
+import numpy as np
+
+SAFETENSORS_FILE = "model.safetensors"
+TORCH_FILE = "pytorch_model.bin"
+INDEX_SUFFIX = ".index.json"
+
+_DTYPES = {
+    "BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I16": np.int16,
+    "U16": np.uint16, "I32": np.int32, "U32": np.uint32, "I64": np.int64,
+    "U64": np.uint64, "F16": np.float16, "F32": np.float32, "F64": np.float64,
+}  # fmt: skip
+
+
+def weight_files(directory: str) -> list[str]:
+    """The weight files of a checkpoint folder, safetensors first.
+
+    Raises:
+        FileNotFoundError: the folder holds none of `model.safetensors`,
+            `pytorch_model.bin` or their sharded `.index.json`.
+    """
+    for name in (SAFETENSORS_FILE, TORCH_FILE):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return [path]
+        index = path + INDEX_SUFFIX
+        if os.path.isfile(index):
+            return _shards(index, directory)
+    names = (
+        SAFETENSORS_FILE,
+        SAFETENSORS_FILE + INDEX_SUFFIX,
+        TORCH_FILE,
+        TORCH_FILE + INDEX_SUFFIX,
+    )
+    raise FileNotFoundError(
+        f"No weights in {directory}: expected {', '.join(names[:-1])} or "
+        f"{names[-1]}."
+    )
+
+
+def _shards(index, directory):
+    try:
+        with open(index, encoding="utf-8") as file:
+            weight_map = json.load(file)["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{index} is not a shard index (no weight_map): {error}"
+        ) from None
+    paths = [
+        os.path.join(directory, name)
+        for name in sorted(set(weight_map.values()))
+    ]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} is missing (listed in {index}).")
+    return paths
+
+
+def read_state_dict(directory: str) -> dict[str, np.ndarray]:
+    """All weights of the checkpoint in `directory`, name → numpy array.
+
+    bfloat16 weights come back as float32; other dtypes as stored.
+
+    Raises:
+        FileNotFoundError: no weight file (see `weight_files`).
+        ValueError: a corrupt or unsupported weight file.
+    """
+    state_dict = {}
+    for path in weight_files(directory):
+        if path.endswith(".safetensors"):
+            state_dict.update(read_safetensors(path))
+        else:
+            state_dict.update(_read_torch(path))
+    return state_dict
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+    """The tensors of one `.safetensors` file, name → numpy array."""
+    with open(path, "rb") as file:
+        try:
+            (size,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(size))
+        except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not a safetensors file: {e}") from None
+    header.pop("__metadata__", None)
+    if os.path.getsize(path) > 8 + size:
+        # Mapped, not read: each weight is copied once, when it is assigned.
+        body = np.memmap(path, np.uint8, "r", offset=8 + size)
+    else:
+        body = np.zeros(0, np.uint8)
+    tensors = {}
+    for name, info in header.items():
+        try:
+            tensors[name] = _decode(body, info)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: cannot read {name}: {error}") from None
+    return tensors
+
+
+def _decode(body, info):
+    dtype = info["dtype"]
+    begin, end = info["data_offsets"]
+    raw = body[begin:end]
+    if dtype == "BF16":  # the top half of a float32
+        array = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+    elif dtype in _DTYPES:
+        array = raw.view(np.dtype(_DTYPES[dtype]).newbyteorder("<"))
+    else:
+        raise ValueError(
+            f"unsupported dtype {dtype} (keras_llm reads BF16, "
+            f"{', '.join(_DTYPES)})"
+        )
+    return array.reshape(tuple(info["shape"]))
+
+
+def _read_torch(path):
+    try:
+        import torch
+    except ImportError:
+        raise ValueError(
+            f"Reading {path} needs PyTorch (pip install torch), or convert a "
+            f"checkpoint that has {SAFETENSORS_FILE}."
+        ) from None
+    try:
+        # weights_only: tensors and containers only, never arbitrary pickle.
+        state_dict = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # torch raises many kinds on a bad file
+        first_line = str(error).strip().split("\n")[0]
+        raise ValueError(f"Cannot read {path}: {first_line}") from None
+    if not isinstance(state_dict, dict):
+        raise ValueError(f"{path} does not hold a state dict.")
+    tensors = {}
+    for name, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        tensor = tensor.detach()
+        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+            tensor = tensor.float()
+        tensors[name] = tensor.numpy()
+    return tensors

@@ -1,0 +1,1 @@
+"""Data: sources → tokenizers → objectives → pipeline (tf.data, static shapes)."""

@@ -1,0 +1,166 @@
+"""Text sources → `tf.data` of strings, split into train and validation.
+
+Elements are dicts: `{"text": tf.string}` for single documents, or
+`{"inputs": tf.string, "targets": tf.string}` for pairs (translation).
+The split is deterministic: a document goes to validation when a hash of its
+text falls under `validation_fraction`, so every run, worker and resume sees
+the same split. Every source here yields datasets whose iterators can be
+checkpointed (no `from_generator`), which exact resume needs.
+"""
+
+import glob
+import json
+import os
+
+import tensorflow as tf
+
+from keras_llm.data import bible
+
+_HASH_BUCKETS = 100_000
+
+
+def pydoc_documents():
+    """Python's own documentation text, one document per paragraph."""
+    from pydoc_data import topics
+
+    documents = []
+    for name in sorted(topics.topics):
+        for paragraph in topics.topics[name].split("\n\n"):
+            paragraph = " ".join(paragraph.split())
+            if len(paragraph) > 20:
+                documents.append(paragraph)
+    return documents
+
+
+def _expand(pattern, key):
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(
+            f"{key}: no file matches {pattern!r} (working directory "
+            f"{os.getcwd()})."
+        )
+    return files
+
+
+def _read_jsonl(files, text_field, target_field):
+    texts, targets = [], []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: not JSON ({error.msg})")
+                for field in (text_field, target_field):
+                    if field is not None and field not in record:
+                        raise ValueError(
+                            f"{path}:{number}: no field {field!r} (set "
+                            "data.text_field / data.target_field). Fields: "
+                            f"{sorted(record)}"
+                        )
+                texts.append(str(record[text_field]))
+                if target_field is not None:
+                    targets.append(str(record[target_field]))
+    if target_field is None:
+        return tf.data.Dataset.from_tensor_slices({"text": texts or [""]}).take(
+            len(texts)
+        )
+    return tf.data.Dataset.from_tensor_slices(
+        {"inputs": texts or [""], "targets": targets or [""]}
+    ).take(len(texts))
+
+
+def _file_dataset(files, data):
+    extensions = {os.path.splitext(path)[1] for path in files}
+    if len(extensions) > 1:
+        raise ValueError(
+            f"data files mix formats {sorted(extensions)}: use one of .txt, "
+            ".jsonl, .tsv, .tfrecord per glob."
+        )
+    extension = extensions.pop()
+    if extension == ".jsonl":
+        return _read_jsonl(files, data.text_field, data.target_field)
+    if extension == ".tsv":
+        lines = tf.data.TextLineDataset(files).filter(
+            lambda line: tf.strings.length(tf.strings.strip(line)) > 0
+        )
+
+        def split(line):
+            parts = tf.strings.split(line, "\t", maxsplit=1)
+            parts = tf.concat([parts, [""]], 0)[:2]
+            return {"inputs": parts[0], "targets": parts[1]}
+
+        return lines.map(split)
+    if extension == ".tfrecord":
+        fields = [data.text_field] + (
+            [data.target_field] if data.target_field else []
+        )
+        spec = {f: tf.io.FixedLenFeature([], tf.string) for f in fields}
+
+        def parse(record):
+            example = tf.io.parse_single_example(record, spec)
+            if data.target_field:
+                return {"inputs": example[data.text_field],
+                        "targets": example[data.target_field]}
+            return {"text": example[data.text_field]}
+
+        return tf.data.TFRecordDataset(files).map(parse)
+    if data.document_per == "file":
+        return tf.data.Dataset.from_tensor_slices(files).map(
+            lambda path: {"text": tf.io.read_file(path)}
+        )
+    return tf.data.TextLineDataset(files).map(lambda line: {"text": line})
+
+
+def _in_validation(element, fraction):
+    key = element["text"] if "text" in element else element["inputs"]
+    bucket = tf.strings.to_hash_bucket_fast(key, _HASH_BUCKETS)
+    return bucket < int(round(fraction * _HASH_BUCKETS))
+
+
+def _non_empty(element):
+    key = element["text"] if "text" in element else element["targets"]
+    return tf.strings.length(tf.strings.strip(key)) > 0
+
+
+def load_splits(data):
+    """`(train, validation)` datasets of text elements for a `DataConfig`.
+
+    Raises:
+        FileNotFoundError: a glob matches nothing, or a Debian corpus package
+            is missing (with the apt command).
+        ValueError: a malformed file.
+    """
+    if data.source == "pydoc":
+        full = tf.data.Dataset.from_tensor_slices({"text": pydoc_documents()})
+    elif data.source == "bible":
+        pairs = bible.read_pairs()
+        full = tf.data.Dataset.from_tensor_slices(
+            {"inputs": [p[0] for p in pairs], "targets": [p[1] for p in pairs]}
+        )
+    else:
+        files = _expand(data.train_files, "data.train_files")
+        full = _file_dataset(files, data)
+    full = full.filter(_non_empty)
+    if data.validation_files:
+        files = _expand(data.validation_files, "data.validation_files")
+        return full, _file_dataset(files, data).filter(_non_empty)
+    fraction = data.validation_fraction
+    train = full.filter(lambda e: tf.logical_not(_in_validation(e, fraction)))
+    validation = full.filter(lambda e: _in_validation(e, fraction))
+    return train, validation
+
+
+def sample_texts(dataset, max_characters=20_000_000):
+    """Python strings from a text dataset, for training a tokenizer."""
+    total = 0
+    for element in dataset.as_numpy_iterator():
+        for key in ("text", "inputs", "targets"):
+            if key in element:
+                text = element[key].decode("utf-8", errors="replace")
+                total += len(text)
+                yield text
+        if total >= max_characters:
+            return

@@ -1,0 +1,56 @@
+"""Shared helpers for the training tests: tiny configs and run readers."""
+
+import json
+import os
+
+import numpy as np
+import yaml
+import tensorflow as tf
+
+from keras_llm import config as config_lib
+
+ZOO_TINY = config_lib.zoo_path("t5_tiny")
+
+
+def tiny_config(tokenizer_dir=None, **overrides):
+    """zoo/t5_tiny.yaml with `section.key=value` overrides (dotted kwargs
+    written as section__key)."""
+    sets = [f"{key.replace('__', '.')}={_yaml(value)}"
+            for key, value in overrides.items()]
+    if tokenizer_dir:
+        sets.append(f"data.tokenizer={tokenizer_dir}")
+    return config_lib.load_config(ZOO_TINY, overrides=sets)
+
+
+def _yaml(value):
+    if isinstance(value, float):  # YAML 1.1 wants 1.0e+30, not 1e+30
+        return yaml.safe_dump(value).split("\n")[0]
+    return json.dumps(value)
+
+
+def read_metrics(run_dir, key="loss"):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return [(row["step"], row[key]) for row in rows if key in row]
+
+
+def checkpoint_values(prefix):
+    """{name: array} of every trainable model variable in a checkpoint (the
+    object graph names them through the optimizer's variable list)."""
+    reader = tf.train.load_checkpoint(prefix)
+    names = [n for n in reader.get_variable_to_shape_map()
+             if n.startswith(("model/", "optimizer/_trainable_variables/"))
+             and "OPTIMIZER_SLOT" not in n]
+    return {n: reader.get_tensor(n) for n in sorted(names)}
+
+
+def latest_values(run_dir, sub=""):
+    directory = os.path.join(run_dir, "checkpoints", sub)
+    return checkpoint_values(tf.train.latest_checkpoint(directory))
+
+
+def assert_same_weights(a, b, atol):
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=atol, rtol=0,
+                                   err_msg=name)
