@@ -1,4 +1,5 @@
-"""keras_llm: a Keras 3 / TensorFlow package and model zoo for transformer LMs."""
+"""keras_llm: a Keras 3 / TensorFlow package and model zoo for transformer
+language models."""
 
 import pathlib
 import re
@@ -14,7 +15,9 @@ VERSION = re.search(
 setuptools.setup(
     name="keras_llm",
     version=VERSION,
-    description="Keras 3 layers, models and tools for transformer language models.",
+    description=(
+        "Keras 3 layers, models and tools for transformer language models."
+    ),
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -33,6 +36,8 @@ setuptools.setup(
         # Reads and trains SentencePiece models (the graph runs TF Text's op).
         "sentencepiece>=0.2",
         "tensorboard>=2.20",
+        # Protos for the export's warmup requests and models.config.
+        "tensorflow-serving-api>=2.21,<2.22",
         "numpy>=1.26",
         "click>=8.1",
         "pyyaml>=6.0",

@@ -5,7 +5,8 @@ forward+backward+AdamW step per call, random token ids. Runs alternate
 between the two libraries, so drift in machine speed hits both. Model FLOP
 utilization (MFU) is measured against a large matmul timed in the same run.
 
-    python benchmarks/train_t5.py [--steps 10] [--precisions float32,mixed_bfloat16]
+    python benchmarks/train_t5.py [--steps 10]
+        [--precisions float32,mixed_bfloat16]
 """
 
 import argparse
@@ -20,10 +21,19 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-SMALL = dict(vocabulary_size=32128, num_layers=6, num_heads=8, hidden_dim=512,
-             intermediate_dim=2048, key_value_dim=64, dropout=0.0,
-             activation="relu", use_gated_activation=False,
-             layer_norm_epsilon=1e-6, tie_embedding_weights=True)
+SMALL = dict(
+    vocabulary_size=32128,
+    num_layers=6,
+    num_heads=8,
+    hidden_dim=512,
+    intermediate_dim=2048,
+    key_value_dim=64,
+    dropout=0.0,
+    activation="relu",
+    use_gated_activation=False,
+    layer_norm_epsilon=1e-6,
+    tie_embedding_weights=True,
+)
 BATCH, SOURCE, TARGET = 8, 128, 32
 
 
@@ -43,7 +53,10 @@ def keras_hub_model(dtype):
 
 def batch():
     rng = np.random.default_rng(0)
-    ids = lambda n: rng.integers(2, SMALL["vocabulary_size"], (BATCH, n))
+
+    def ids(n):
+        return rng.integers(2, SMALL["vocabulary_size"], (BATCH, n))
+
     features = {
         "encoder_token_ids": ids(SOURCE).astype("int32"),
         "encoder_padding_mask": np.ones((BATCH, SOURCE), "int32"),
@@ -64,7 +77,9 @@ def make_step(model):
             logits = tf.cast(model(features, training=True), tf.float32)
             loss = tf.reduce_mean(
                 keras.losses.sparse_categorical_crossentropy(
-                    labels, logits, from_logits=True))
+                    labels, logits, from_logits=True
+                )
+            )
         grads = tape.gradient(loss, variables)
         optimizer.apply(grads, variables)
         return loss
@@ -114,34 +129,50 @@ def main():
     features, labels = batch()
     tokens = BATCH * (SOURCE + TARGET)
     flops = model_flops_per_step()
-    peaks = {"float32": matmul_peak(tf.float32),
-             "mixed_bfloat16": matmul_peak(tf.bfloat16)}
-    print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
-          f"bfloat16 {peaks['mixed_bfloat16'] / 1e9:.0f} GFLOP/s")
+    peaks = {
+        "float32": matmul_peak(tf.float32),
+        "mixed_bfloat16": matmul_peak(tf.bfloat16),
+    }
+    print(
+        f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
+        f"bfloat16 {peaks['mixed_bfloat16'] / 1e9:.0f} GFLOP/s"
+    )
     print(f"model: {flops / 1e9:.1f} GFLOP per step, {tokens} tokens per step")
     results = {}
     for precision in args.precisions.split(","):
         dtype = None if precision == "float32" else precision
-        steps = {"keras_llm": make_step(keras_llm_model(dtype)),
-                 "keras_hub": make_step(keras_hub_model(dtype))}
+        steps = {
+            "keras_llm": make_step(keras_llm_model(dtype)),
+            "keras_hub": make_step(keras_hub_model(dtype)),
+        }
         times = {name: [] for name in steps}
         for _ in range(args.rounds):  # alternate: A B A B
             for name, step in steps.items():
-                times[name].append(time_steps(step, features, labels,
-                                              args.steps))
+                times[name].append(
+                    time_steps(step, features, labels, args.steps)
+                )
         for name in steps:
             seconds = statistics.median(times[name])
             results[(precision, name)] = seconds
             mfu = flops / seconds / peaks[precision]
-            print(f"{precision:15s} {name:10s} {tokens / seconds:9.0f} tokens/s"
-                  f"  {seconds * 1e3:7.1f} ms/step  MFU {mfu:5.1%}")
-        ratio = results[(precision, "keras_hub")] / results[(precision,
-                                                              "keras_llm")]
-        print(f"{precision:15s} keras_llm / keras_hub speed ratio: {ratio:.2f}x")
+            print(
+                f"{precision:15s} {name:10s} {tokens / seconds:9.0f} tokens/s"
+                f"  {seconds * 1e3:7.1f} ms/step  MFU {mfu:5.1%}"
+            )
+        ratio = (
+            results[(precision, "keras_hub")]
+            / results[(precision, "keras_llm")]
+        )
+        print(
+            f"{precision:15s} keras_llm / keras_hub speed ratio: {ratio:.2f}x"
+        )
     if ("mixed_bfloat16", "keras_llm") in results and (
-            ("float32", "keras_hub") in results):
-        ratio = (results[("float32", "keras_hub")]
-                 / results[("mixed_bfloat16", "keras_llm")])
+        ("float32", "keras_hub") in results
+    ):
+        ratio = (
+            results[("float32", "keras_hub")]
+            / results[("mixed_bfloat16", "keras_llm")]
+        )
         print(f"keras_llm bf16 / keras_hub float32: {ratio:.2f}x")
 
 

@@ -13,6 +13,8 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_llm.cli import convert as convert_commands
+from keras_llm.cli import export as export_commands
+from keras_llm.cli import generate as generate_commands
 from keras_llm.cli import options
 from keras_llm.cli import tokenizer as tokenizer_commands
 
@@ -39,12 +41,16 @@ def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
 @cli.command()
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
 @options.SET
-@click.option("--run-dir", type=click.Path(file_okay=False),
-              help="Where the run goes. Default: runs/<config name>, or the "
-              "config's own folder for RUN_DIR/config.yaml (resumes it).")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    help="Where the run goes. Default: runs/<config name>, or the "
+    "config's own folder for RUN_DIR/config.yaml (resumes it).",
+)
 @options.DEBUG
-def train(config_path: str, set_: tuple[str, ...], run_dir: str | None,
-          debug: bool) -> None:
+def train(
+    config_path: str, set_: tuple[str, ...], run_dir: str | None, debug: bool
+) -> None:
     """Train the model of CONFIG_PATH (e.g. zoo/t5_tiny.yaml); resumes by
     itself when the run dir already holds checkpoints."""
     from keras_llm import config
@@ -107,3 +113,5 @@ def zoo_show(name_or_path: str, set_: tuple[str, ...], debug: bool) -> None:
 
 cli.add_command(tokenizer_commands.tokenizer)
 cli.add_command(convert_commands.convert)
+cli.add_command(export_commands.export)
+cli.add_command(generate_commands.generate)

@@ -71,7 +71,9 @@ def default_run_dir(config_path: str) -> str:
     import os
 
     folder, name = os.path.split(os.path.abspath(config_path))
-    if name == "config.yaml" and os.path.isdir(os.path.join(folder, "checkpoints")):
+    if name == "config.yaml" and os.path.isdir(
+        os.path.join(folder, "checkpoints")
+    ):
         return folder
     return os.path.join("runs", os.path.splitext(name)[0])
 
@@ -102,34 +104,81 @@ def generation_options(function):
     """The decoding options shared by `generate` and `export` (Hugging Face's
     names); the command receives them as keyword arguments."""
     decorators = [
-        click.option("--max-new-tokens", type=int, default=32, show_default=True,
-                     help="Tokens generated per prompt, EOS included."),
-        click.option("--num-beams", type=int, default=1, show_default=True,
-                     help="Beam search with this many beams (1: none)."),
-        click.option("--length-penalty", type=float, default=1.0,
-                     show_default=True,
-                     help="Beam search: score = log p / length**penalty."),
-        click.option("--early-stopping", is_flag=True,
-                     help="Beam search: stop once num_beams hypotheses end."),
-        click.option("--do-sample", is_flag=True,
-                     help="Sample instead of taking the most likely token."),
-        click.option("--temperature", type=float, default=1.0,
-                     show_default=True, help="Sampling temperature."),
-        click.option("--top-k", type=int, default=0, show_default=True,
-                     help="Sampling: keep the k most likely tokens (0: all)."),
-        click.option("--top-p", type=float, default=1.0, show_default=True,
-                     help="Sampling: nucleus probability mass (1.0: all)."),
-        click.option("--seed", type=int, default=None,
-                     help="Sampling: the same seed gives the same sample."),
+        click.option(
+            "--max-new-tokens",
+            type=int,
+            default=32,
+            show_default=True,
+            help="Tokens generated per prompt, EOS included.",
+        ),
+        click.option(
+            "--num-beams",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Beam search with this many beams (1: none).",
+        ),
+        click.option(
+            "--length-penalty",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Beam search: score = log p / length**penalty.",
+        ),
+        click.option(
+            "--early-stopping",
+            is_flag=True,
+            help="Beam search: stop once num_beams hypotheses end.",
+        ),
+        click.option(
+            "--do-sample",
+            is_flag=True,
+            help="Sample instead of taking the most likely token.",
+        ),
+        click.option(
+            "--temperature",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Sampling temperature.",
+        ),
+        click.option(
+            "--top-k",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Sampling: keep the k most likely tokens (0: all).",
+        ),
+        click.option(
+            "--top-p",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Sampling: nucleus probability mass (1.0: all).",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=None,
+            help="Sampling: the same seed gives the same sample.",
+        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
 
 
-GENERATION_KEYS = ("max_new_tokens", "num_beams", "length_penalty",
-                   "early_stopping", "do_sample", "temperature", "top_k",
-                   "top_p", "seed")
+GENERATION_KEYS = (
+    "max_new_tokens",
+    "num_beams",
+    "length_penalty",
+    "early_stopping",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+)
 
 
 def generation_config(kwargs: dict):

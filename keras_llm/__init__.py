@@ -12,7 +12,16 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from keras_llm.version import __version__  # noqa: E402
 
-_LAZY_MODULES = ("layers", "blocks", "models", "config")
+_LAZY_MODULES = (
+    "blocks",
+    "config",
+    "export",
+    "generation",
+    "layers",
+    "models",
+    "rundir",
+    "train",
+)
 _LAZY_FUNCTIONS = {"build": "keras_llm.models", "load": "keras_llm.rundir"}
 
 
@@ -24,4 +33,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_llm' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "build", "load", "layers", "blocks", "models"]
+__all__ = ["__version__", "build", "load", *_LAZY_MODULES]

@@ -202,7 +202,8 @@ class EncoderBlock(_Block):
         training=None,
     ):
         mask = merge_masks(
-            None if padding_mask is None
+            None
+            if padding_mask is None
             else padding_to_attention_mask(padding_mask),
             attention_mask,
         )
@@ -236,7 +237,8 @@ class DecoderBlock(_Block):
     `block.cross_attention.compute_key_value(encoder_outputs)`.
 """
         + _BLOCK_ARGS_DOC
-        + """        use_cross_attention: bool. Attend to `encoder_outputs` (seq2seq;
+        + """        use_cross_attention: bool. Attend to `encoder_outputs`
+            (seq2seq;
             `False` for GPT-2). Defaults to `True`.
 
     Call arguments:
@@ -300,7 +302,8 @@ class DecoderBlock(_Block):
             key_length, start = query_length, 0
         self_mask = merge_masks(
             causal_mask(query_length, key_length, start)[None],  # (1, T, S)
-            None if padding_mask is None
+            None
+            if padding_mask is None
             else padding_to_attention_mask(padding_mask),
         )
         x, self_attention_cache = self._residual(
@@ -318,7 +321,8 @@ class DecoderBlock(_Block):
             encoder_outputs is not None or cross_attention_cache is not None
         ):
             cross_mask = (
-                None if encoder_padding_mask is None
+                None
+                if encoder_padding_mask is None
                 else padding_to_attention_mask(encoder_padding_mask)
             )
             x, cross_attention_cache = self._residual(

@@ -359,8 +359,9 @@ class DataConfig(_Section):
     def _check(self) -> Iterator[Problem]:
         yield from _one_of(self, "source", ("pydoc", "files", "bible"))
         yield from _positive(self, "sequence_length", "target_sequence_length")
-        yield from _positive(self, "mean_noise_span_length",
-                             "shuffle_buffer_size")
+        yield from _positive(
+            self, "mean_noise_span_length", "shuffle_buffer_size"
+        )
         yield from _positive(self, "num_sentinels", zero_ok=True)
         yield from _fraction(self, "validation_fraction")
         yield from _fraction(self, "noise_density")
@@ -409,8 +410,9 @@ class TrainConfig(_Section):
             "max_checkpoints_to_keep", "gradient_clip_norm",
             "gradient_accumulation_steps", "eval_steps", "log_interval_steps",
         )  # fmt: skip
-        yield from _positive(self, "warmup_steps", "seed", "weight_decay",
-                             zero_ok=True)
+        yield from _positive(
+            self, "warmup_steps", "seed", "weight_decay", zero_ok=True
+        )
         if self.global_batch_size % self.gradient_accumulation_steps:
             yield _problem(
                 "train.global_batch_size",

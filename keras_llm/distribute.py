@@ -86,6 +86,8 @@ def make_strategy(runtime):
             )
         return tf.distribute.MirroredStrategy(gpus or cpus)
     # auto
-    if len(gpus) > 1 or (not gpus and len(cpus) > 1 and runtime.num_cpu_devices):
+    if len(gpus) > 1 or (
+        not gpus and len(cpus) > 1 and runtime.num_cpu_devices
+    ):
         return tf.distribute.MirroredStrategy(gpus or cpus)
     return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])

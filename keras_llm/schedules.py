@@ -19,8 +19,9 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         total_steps: int. The run's length (for cosine).
     """
 
-    def __init__(self, learning_rate, warmup_steps, decay="constant",
-                 total_steps=1):
+    def __init__(
+        self, learning_rate, warmup_steps, decay="constant", total_steps=1
+    ):
         if decay not in ("constant", "inverse_sqrt", "cosine"):
             raise ValueError(
                 "`decay` must be 'constant', 'inverse_sqrt' or 'cosine'. "
@@ -39,8 +40,9 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         else:
             factor = ops.ones_like(step)
         if self.decay == "inverse_sqrt":
-            factor = factor * ops.sqrt(max(warmup, 1.0) / ops.maximum(
-                step, max(warmup, 1.0)))
+            factor = factor * ops.sqrt(
+                max(warmup, 1.0) / ops.maximum(step, max(warmup, 1.0))
+            )
         elif self.decay == "cosine":
             span = max(float(self.total_steps) - warmup, 1.0)
             progress = ops.clip((step - warmup) / span, 0.0, 1.0)
@@ -63,7 +65,9 @@ def make_optimizer(train, mixed_precision="float32"):
     all-reduced gradients by their global norm.
     """
     schedule = WarmupSchedule(
-        train.learning_rate, train.warmup_steps, train.schedule,
+        train.learning_rate,
+        train.warmup_steps,
+        train.schedule,
         train.train_steps,
     )
     decay = train.weight_decay or None

@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras_llm import distribute
 from keras_llm import rundir
 from keras_llm import schedules
+from keras_llm._callable import make_callable
 from keras_llm.data import pipeline
 from keras_llm.data import sources
 
@@ -64,8 +65,9 @@ def _tokenizer(cfg, run_dir, train_text, write, objective):
     if cfg.data.tokenizer:
         tokenizer = tokenizer_lib.load_tokenizer(cfg.data.tokenizer)
     else:
-        sentinels = (cfg.data.num_sentinels
-                     if objective == "span_corruption" else 0)
+        sentinels = (
+            cfg.data.num_sentinels if objective == "span_corruption" else 0
+        )
         size = cfg.model.vocabulary_size  # all ids, sentinels included
         scratch = tempfile.mkdtemp(prefix="kllm_tokenizer_")
         texts = sources.sample_texts(train_text)
@@ -75,7 +77,10 @@ def _tokenizer(cfg, run_dir, train_text, write, objective):
         else:
             logger.info("Training a SentencePiece vocabulary of %d ids.", size)
             tokenizer = tokenizer_lib.train_sentencepiece(
-                texts, size, scratch, num_sentinels=sentinels,
+                texts,
+                size,
+                scratch,
+                num_sentinels=sentinels,
                 seed=cfg.train.seed,
             )
     if write:
@@ -100,8 +105,11 @@ class _Logger:
         kept = []
         if os.path.exists(self.path):
             with open(self.path) as f:
-                kept = [line for line in f
-                        if json.loads(line).get("step", 0) <= start_step]
+                kept = [
+                    line
+                    for line in f
+                    if json.loads(line).get("step", 0) <= start_step
+                ]
         with open(self.path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(self.path + ".tmp", self.path)
@@ -110,8 +118,14 @@ class _Logger:
         )
         if progress:
             self.progbar = keras.utils.Progbar(
-                total_steps, stateful_metrics=["loss", "tokens/s", "lr",
-                                               "val_loss", "val_ppl"],
+                total_steps,
+                stateful_metrics=[
+                    "loss",
+                    "tokens/s",
+                    "lr",
+                    "val_loss",
+                    "val_ppl",
+                ],
             )
             self.progbar.update(start_step)
 
@@ -178,8 +192,12 @@ def train(cfg, run_dir, *, progress=False):
         raise ValueError(
             "data: the training corpus is empty (no non-blank document in "
             f"source {cfg.data.source!r}"
-            + (f", files {cfg.data.train_files!r}" if cfg.data.train_files
-               else "") + ")."
+            + (
+                f", files {cfg.data.train_files!r}"
+                if cfg.data.train_files
+                else ""
+            )
+            + ")."
         )
     plan = pipeline.resolve_plan(cfg, "inputs" in train_text.element_spec)
 
@@ -187,8 +205,7 @@ def train(cfg, run_dir, *, progress=False):
     # which deletes a SentencePiece resource made earlier (DESIGN trap 3).
     keras.utils.set_random_seed(cfg.train.seed)
     os.makedirs(run_dir, exist_ok=True)
-    tokenizer = _tokenizer(cfg, run_dir, train_text, is_chief,
-                           plan.objective)
+    tokenizer = _tokenizer(cfg, run_dir, train_text, is_chief, plan.objective)
     if tokenizer.vocabulary_size > cfg.model.vocabulary_size:
         raise ValueError(
             f"model.vocabulary_size: the tokenizer emits "
@@ -206,25 +223,35 @@ def train(cfg, run_dir, *, progress=False):
     if is_chief:
         rundir.write_config(cfg, run_dir)
 
-    policy = None if cfg.runtime.mixed_precision == "float32" else (
-        cfg.runtime.mixed_precision)
+    policy = (
+        None
+        if cfg.runtime.mixed_precision == "float32"
+        else (cfg.runtime.mixed_precision)
+    )
     with strategy.scope():
         model = build_model(cfg.model, dtype=policy)
-        optimizer = schedules.make_optimizer(cfg.train,
-                                             cfg.runtime.mixed_precision)
+        optimizer = schedules.make_optimizer(
+            cfg.train, cfg.runtime.mixed_precision
+        )
         optimizer.build(model.trainable_variables)
     # Host-side counters (outside the scope: plain, not mirrored). The log
     # accumulators live in the checkpoint, so a resumed run logs the same
     # averages as an uninterrupted one.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    loss_total = tf.Variable(0.0, dtype=tf.float64, trainable=False,
-                             name="loss_total")
-    loss_steps = tf.Variable(0.0, dtype=tf.float64, trainable=False,
-                             name="loss_steps")
+    loss_total = tf.Variable(
+        0.0, dtype=tf.float64, trainable=False, name="loss_total"
+    )
+    loss_steps = tf.Variable(
+        0.0, dtype=tf.float64, trainable=False, name="loss_steps"
+    )
     iterator = iter(train_data)
     checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, step=step, iterator=iterator,
-        loss_total=loss_total, loss_steps=loss_steps,
+        model=model,
+        optimizer=optimizer,
+        step=step,
+        iterator=iterator,
+        loss_total=loss_total,
+        loss_steps=loss_steps,
     )
     directory = rundir.checkpoint_dir(run_dir)
     if not is_chief:  # each worker keeps its own data position
@@ -240,20 +267,28 @@ def train(cfg, run_dir, *, progress=False):
             logger.info("Resumed from %s (step %d).", latest, int(step))
         else:  # model-only (`kllm convert`): fine-tune from its weights
             tf.train.Checkpoint(model=model).restore(
-                latest).assert_existing_objects_matched()
+                latest
+            ).assert_existing_objects_matched()
             logger.info("Fine-tuning the weights of %s.", latest)
 
     step_fn = _make_step_fn(cfg, strategy, model, optimizer, accumulation)
     eval_fn = _make_eval_fn(cfg, model)
-    logs = _Logger(run_dir, int(step), cfg.train.train_steps, is_chief,
-                   progress)
+    logs = _Logger(
+        run_dir, int(step), cfg.train.train_steps, is_chief, progress
+    )
     train_loss = validation_loss = None
     if int(step) == 0:  # the baseline the validation curve falls from
-        validation_loss = _evaluate(eval_fn, validation_data,
-                                    cfg.train.eval_steps)
+        validation_loss = _evaluate(
+            eval_fn, validation_data, cfg.train.eval_steps
+        )
         if validation_loss is not None:
-            logs.log(0, {"val_loss": validation_loss,
-                         "val_ppl": math.exp(min(validation_loss, 50.0))})
+            logs.log(
+                0,
+                {
+                    "val_loss": validation_loss,
+                    "val_ppl": math.exp(min(validation_loss, 50.0)),
+                },
+            )
     interval_start, tokens_seen = time.perf_counter(), 0
     while int(step) < cfg.train.train_steps:
         loss, tokens = step_fn(iterator)
@@ -278,24 +313,31 @@ def train(cfg, run_dir, *, progress=False):
             train_loss = float(loss_total) / max(float(loss_steps), 1.0)
             lr = optimizer.learning_rate
             lr = float(lr(optimizer.iterations - 1) if callable(lr) else lr)
-            logs.log(current, {
-                "loss": train_loss,
-                "tokens/s": tokens_seen / max(elapsed, 1e-9),
-                "lr": lr,
-            })
+            logs.log(
+                current,
+                {
+                    "loss": train_loss,
+                    "tokens/s": tokens_seen / max(elapsed, 1e-9),
+                    "lr": lr,
+                },
+            )
             loss_total.assign(0.0)
             loss_steps.assign(0.0)
             tokens_seen = 0
         if current % cfg.train.eval_interval_steps == 0 or (
             current == cfg.train.train_steps
         ):
-            validation_loss = _evaluate(eval_fn, validation_data,
-                                        cfg.train.eval_steps)
+            validation_loss = _evaluate(
+                eval_fn, validation_data, cfg.train.eval_steps
+            )
             if validation_loss is not None:
-                logs.log(current, {
-                    "val_loss": validation_loss,
-                    "val_ppl": math.exp(min(validation_loss, 50.0)),
-                })
+                logs.log(
+                    current,
+                    {
+                        "val_loss": validation_loss,
+                        "val_ppl": math.exp(min(validation_loss, 50.0)),
+                    },
+                )
         if current % cfg.train.checkpoint_interval_steps == 0 or (
             current == cfg.train.train_steps
         ):
@@ -309,7 +351,8 @@ def _make_step_fn(cfg, strategy, model, optimizer, accumulation):
     """One optimizer step over the next global (per-worker) batch."""
     variables = model.trainable_variables
     num_local = strategy.num_replicas_in_sync // max(
-        distribute.worker_info()[0], 1)
+        distribute.worker_info()[0], 1
+    )
     clip = cfg.train.gradient_clip_norm
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     pin_devices = isinstance(strategy, tf.distribute.MirroredStrategy)
@@ -322,19 +365,27 @@ def _make_step_fn(cfg, strategy, model, optimizer, accumulation):
         total = tf.constant(0.0)
         size = tf.shape(labels)[0] // accumulation
         for i in range(accumulation):
-            part = slice(None) if accumulation == 1 else slice(
-                i * size, (i + 1) * size)
+            part = (
+                slice(None)
+                if accumulation == 1
+                else slice(i * size, (i + 1) * size)
+            )
             with tf.GradientTape() as tape:
                 loss_sum = _loss_terms(
-                    model, {k: v[part] for k, v in features.items()},
-                    labels[part], weights[part])
+                    model,
+                    {k: v[part] for k, v in features.items()},
+                    labels[part],
+                    weights[part],
+                )
                 loss = loss_sum / count
                 objective = optimizer.scale_loss(loss) if scaled else loss
             step_grads = tape.gradient(objective, variables)
             # Weights the loss does not reach (BERT's pooler under masked
             # LM) get no gradient: they stay put.
-            grads = [g if s is None else g + tf.cast(s, g.dtype)
-                     for g, s in zip(grads, step_grads)]
+            grads = [
+                g if s is None else g + tf.cast(s, g.dtype)
+                for g, s in zip(grads, step_grads)
+            ]
             total += loss
         return grads, total
 
@@ -346,15 +397,21 @@ def _make_step_fn(cfg, strategy, model, optimizer, accumulation):
             index = ctx.replica_id_in_sync_group % num_local
             size = tf.shape(labels)[0] // num_local
             part = slice(index * size, (index + 1) * size)
-            return ({k: v[part] for k, v in features.items()},
-                    labels[part], weights[part])
+            return (
+                {k: v[part] for k, v in features.items()},
+                labels[part],
+                weights[part],
+            )
 
         per_replica = strategy.experimental_distribute_values_from_function(
-            share)
-        local_count = strategy.run(lambda f, l, w: tf.reduce_sum(w),
-                                   args=per_replica)
-        count = tf.maximum(strategy.reduce("SUM", local_count, axis=None),
-                           1.0)
+            share
+        )
+        local_count = strategy.run(
+            lambda features, labels, weights: tf.reduce_sum(weights),
+            args=per_replica,
+        )
+        count = tf.maximum(strategy.reduce("SUM", local_count, axis=None), 1.0)
+
         def on_replica_device(*args):
             # Pin the XLA call to the replica's device: left to the placer,
             # replica 1's cluster can land on device 0 ("Trying to access
@@ -365,8 +422,9 @@ def _make_step_fn(cfg, strategy, model, optimizer, accumulation):
             with tf.device(tf.nest.flatten(devices)[0]):
                 return replica_gradients(*args)
 
-        grads, loss = strategy.run(on_replica_device,
-                                   args=(*per_replica, count))
+        grads, loss = strategy.run(
+            on_replica_device, args=(*per_replica, count)
+        )
         grads = [strategy.reduce("SUM", g, axis=None) for g in grads]
         loss = strategy.reduce("SUM", loss, axis=None)
         if clip is not None:
@@ -377,8 +435,13 @@ def _make_step_fn(cfg, strategy, model, optimizer, accumulation):
             else:
                 grads, _ = tf.clip_by_global_norm(grads, clip)
         optimizer.apply(grads, variables)
-        tokens = tf.add_n([tf.reduce_sum(tf.cast(v, tf.float32))
-                           for k, v in features.items() if "padding" in k])
+        tokens = tf.add_n(
+            [
+                tf.reduce_sum(tf.cast(v, tf.float32))
+                for k, v in features.items()
+                if "padding" in k
+            ]
+        )
         return loss, tokens
 
     return step_fn
@@ -389,7 +452,8 @@ def _make_eval_fn(cfg, model):
     def eval_fn(features, labels, weights):
         logits = model(features, training=False)
         losses = keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True)
+            labels, logits, from_logits=True
+        )
         return tf.reduce_sum(losses * weights), tf.reduce_sum(weights)
 
     return eval_fn
@@ -405,3 +469,6 @@ def _evaluate(eval_fn, dataset, max_batches):
         logger.warning("The validation split is empty: no validation loss.")
         return None
     return total / count
+
+
+make_callable(__name__, train)

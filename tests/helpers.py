@@ -9,8 +9,12 @@ import tensorflow as tf
 
 def _inputs_model(layer, inputs, call_kwargs):
     symbolic = {
-        name: keras.Input(value.shape[1:], batch_size=value.shape[0],
-                          dtype=str(value.dtype), name=name)
+        name: keras.Input(
+            value.shape[1:],
+            batch_size=value.shape[0],
+            dtype=str(value.dtype),
+            name=name,
+        )
         for name, value in inputs.items()
     }
     outputs = layer(**symbolic, **call_kwargs)
@@ -56,7 +60,8 @@ def check_layer(
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(layer(**inputs, **call_kwargs)),
         keras.ops.convert_to_numpy(outputs),
-        rtol=1e-6, atol=1e-6,
+        rtol=1e-6,
+        atol=1e-6,
     )
 
     # `.keras` save/load gives identical outputs.
@@ -70,7 +75,9 @@ def check_layer(
 
     # One XLA-compiled training step moves the weights.
     if run_training_step and expected_num_trainable_weights:
-        before = [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
+        before = [
+            keras.ops.convert_to_numpy(w) for w in layer.trainable_weights
+        ]
         optimizer = keras.optimizers.SGD(0.1)
         optimizer.build(layer.trainable_variables)
         target = np.random.default_rng(0).normal(size=outputs.shape)
@@ -78,7 +85,9 @@ def check_layer(
         @tf.function(jit_compile=True)
         def train_step():
             with tf.GradientTape() as tape:
-                predicted = keras.ops.cast(model(inputs, training=True), "float32")
+                predicted = keras.ops.cast(
+                    model(inputs, training=True), "float32"
+                )
                 loss = keras.ops.mean(keras.ops.square(predicted - target))
             grads = tape.gradient(loss, layer.trainable_variables)
             optimizer.apply(grads, layer.trainable_variables)

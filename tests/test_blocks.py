@@ -29,7 +29,9 @@ def test_encoder_block_contract(normalize_first, tmp_path):
         blocks.EncoderBlock,
         block_kwargs(normalize_first=normalize_first),
         {"inputs": x, "padding_mask": np.array([[1] * 5, [1, 1, 1, 0, 0]])},
-        (2, 5, D), 4 * 2 + 2 + 2 * 2 + 2, tmp_path,
+        (2, 5, D),
+        4 * 2 + 2 + 2 * 2 + 2,
+        tmp_path,
     )
 
 
@@ -37,13 +39,21 @@ def test_decoder_block_contract(tmp_path):
     x = RNG.normal(size=(2, 4, D)).astype("float32")
     source = RNG.normal(size=(2, 6, D)).astype("float32")
     # T5 flavour: RMS norm, gated gelu, no biases.
-    kwargs = block_kwargs(normalization="rms_norm", use_bias=False,
-                          use_gated_activation=True, activation="gelu_tanh",
-                          normalize_first=True, use_attention_scale=False)
+    kwargs = block_kwargs(
+        normalization="rms_norm",
+        use_bias=False,
+        use_gated_activation=True,
+        activation="gelu_tanh",
+        normalize_first=True,
+        use_attention_scale=False,
+    )
     check_layer(
-        blocks.DecoderBlock, kwargs,
+        blocks.DecoderBlock,
+        kwargs,
         {"inputs": x, "encoder_outputs": source},
-        (2, 4, D), 4 + 1 + 4 + 1 + 3 + 1, tmp_path,
+        (2, 4, D),
+        4 + 1 + 4 + 1 + 3 + 1,
+        tmp_path,
     )
 
 
@@ -66,7 +76,9 @@ def test_encoder_padding_does_not_leak():
     changed[:, 3:] = 9.0
     np.testing.assert_allclose(
         to_numpy(block(x, padding_mask=mask))[:, :3],
-        to_numpy(block(changed, padding_mask=mask))[:, :3], atol=1e-5)
+        to_numpy(block(changed, padding_mask=mask))[:, :3],
+        atol=1e-5,
+    )
 
 
 def decode_step_by_step(block, x, max_length, **kwargs):
@@ -76,26 +88,35 @@ def decode_step_by_step(block, x, max_length, **kwargs):
     cross_cache = None
     if kwargs.get("encoder_outputs") is not None:
         cross_cache = block.cross_attention.compute_key_value(
-            kwargs.pop("encoder_outputs"))
+            kwargs.pop("encoder_outputs")
+        )
     outputs = []
     for i in range(x.shape[1]):
         out, cache, cross_cache = block(
-            x[:, i:i + 1], self_attention_cache=cache,
-            cross_attention_cache=cross_cache, cache_index=i, **kwargs)
+            x[:, i : i + 1],
+            self_attention_cache=cache,
+            cross_attention_cache=cross_cache,
+            cache_index=i,
+            **kwargs,
+        )
         outputs.append(to_numpy(out))
     return np.concatenate(outputs, axis=1)
 
 
 @pytest.mark.parametrize("cross", [False, True])
 def test_decoder_cache_equals_full_pass(cross):
-    block = blocks.DecoderBlock(**block_kwargs(use_cross_attention=cross,
-                                               normalize_first=True))
+    block = blocks.DecoderBlock(
+        **block_kwargs(use_cross_attention=cross, normalize_first=True)
+    )
     x = RNG.normal(size=(2, 6, D)).astype("float32")
     kwargs = {}
     if cross:
         source = RNG.normal(size=(2, 4, D)).astype("float32")
         source_mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]])
-        kwargs = {"encoder_outputs": source, "encoder_padding_mask": source_mask}
+        kwargs = {
+            "encoder_outputs": source,
+            "encoder_padding_mask": source_mask,
+        }
     full = to_numpy(block(x, **kwargs))
     stepped = decode_step_by_step(block, x, max_length=9, **dict(kwargs))
     np.testing.assert_allclose(stepped, full, atol=1e-5)
@@ -110,8 +131,9 @@ def test_decoder_prefix_in_one_call_then_steps():
     out, cache, _ = block(x[:, :3], self_attention_cache=cache, cache_index=0)
     parts = [to_numpy(out)]
     for i in (3, 4):
-        out, cache, _ = block(x[:, i:i + 1], self_attention_cache=cache,
-                              cache_index=i)
+        out, cache, _ = block(
+            x[:, i : i + 1], self_attention_cache=cache, cache_index=i
+        )
         parts.append(to_numpy(out))
     np.testing.assert_allclose(np.concatenate(parts, 1), full, atol=1e-5)
 
@@ -142,5 +164,7 @@ def test_attention_mask_argument_is_applied():
     changed = x.copy()
     changed[:, 3] += 4.0
     np.testing.assert_allclose(
-        to_numpy(block(changed, attention_mask=causal))[:, :3], out[:, :3],
-        atol=1e-5)
+        to_numpy(block(changed, attention_mask=causal))[:, :3],
+        out[:, :3],
+        atol=1e-5,
+    )

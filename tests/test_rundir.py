@@ -21,7 +21,8 @@ def test_load_restores_the_saved_weights(tmp_path):
     assert loaded.backbone.get_config() == model.backbone.get_config()
     for saved, restored in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(saved), keras.ops.convert_to_numpy(restored)
+            keras.ops.convert_to_numpy(saved),
+            keras.ops.convert_to_numpy(restored),
         )
     assert rundir.read_config(run_dir) == cfg
 

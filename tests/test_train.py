@@ -11,21 +11,27 @@ import time
 import numpy as np
 import pytest
 
+import keras_llm
 from keras_llm import train as train_lib
 from keras_llm.data import sources
 from keras_llm.data import tokenizer as tokenizer_lib
 from tests import train_utils
 
-STEPS3 = dict(train__train_steps=3, train__log_interval_steps=1,
-              train__eval_interval_steps=100, train__checkpoint_interval_steps=3,
-              train__global_batch_size=8)
+STEPS3 = dict(
+    train__train_steps=3,
+    train__log_interval_steps=1,
+    train__eval_interval_steps=100,
+    train__checkpoint_interval_steps=3,
+    train__global_batch_size=8,
+)
 
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("tokenizer"))
     tokenizer_lib.train_sentencepiece(
-        sources.pydoc_documents(), 256, directory, num_sentinels=16, seed=0)
+        sources.pydoc_documents(), 256, directory, num_sentinels=16, seed=0
+    )
     return directory
 
 
@@ -35,19 +41,23 @@ def test_one_and_two_replicas_take_the_same_steps(tokenizer_dir, tmp_path):
         ("one", dict(runtime__strategy="one_device")),
         ("two", dict(runtime__strategy="mirrored", runtime__num_cpu_devices=2)),
     ]:
-        cfg = train_utils.tiny_config(tokenizer_dir, runtime__jit_compile=True,
-                                      **STEPS3, **runtime)
+        cfg = train_utils.tiny_config(
+            tokenizer_dir, runtime__jit_compile=True, **STEPS3, **runtime
+        )
         run_dir = str(tmp_path / name)
-        result = train_lib.train(cfg, run_dir)
+        result = keras_llm.train(cfg, run_dir)  # the one-call library API
         assert result.step == 3
         runs[name] = run_dir
     losses = [train_utils.read_metrics(runs[n]) for n in ("one", "two")]
     assert [s for s, _ in losses[0]] == [1, 2, 3]
-    np.testing.assert_allclose([v for _, v in losses[0]],
-                               [v for _, v in losses[1]], atol=1e-5)
-    train_utils.assert_same_weights(train_utils.latest_values(runs["one"]),
-                                    train_utils.latest_values(runs["two"]),
-                                    atol=1e-5)
+    np.testing.assert_allclose(
+        [v for _, v in losses[0]], [v for _, v in losses[1]], atol=1e-5
+    )
+    train_utils.assert_same_weights(
+        train_utils.latest_values(runs["one"]),
+        train_utils.latest_values(runs["two"]),
+        atol=1e-5,
+    )
 
 
 def _free_ports(n):
@@ -64,7 +74,11 @@ def _kllm(args, env=None, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "keras_llm.cli", *args],
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def _set_args(tokenizer_dir, **overrides):
@@ -80,13 +94,27 @@ def test_multi_worker_two_processes_end_identical(tokenizer_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     procs = []
     for index in range(2):
-        tf_config = ('{"cluster": {"worker": %s}, "task": {"type": "worker", '
-                     '"index": %d}}' % (str(workers).replace("'", '"'), index))
-        procs.append(_kllm(
-            ["train", train_utils.ZOO_TINY, "--run-dir", run_dir,
-             *_set_args(tokenizer_dir, runtime__strategy="multi_worker",
-                        runtime__jit_compile="true", **STEPS3)],
-            env={"TF_CONFIG": tf_config}))
+        tf_config = (
+            '{"cluster": {"worker": %s}, "task": {"type": "worker", '
+            '"index": %d}}' % (str(workers).replace("'", '"'), index)
+        )
+        procs.append(
+            _kllm(
+                [
+                    "train",
+                    train_utils.ZOO_TINY,
+                    "--run-dir",
+                    run_dir,
+                    *_set_args(
+                        tokenizer_dir,
+                        runtime__strategy="multi_worker",
+                        runtime__jit_compile="true",
+                        **STEPS3,
+                    ),
+                ],
+                env={"TF_CONFIG": tf_config},
+            )
+        )
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for proc, output in zip(procs, outputs):
         assert proc.returncode == 0, output[-3000:]
@@ -97,9 +125,14 @@ def test_multi_worker_two_processes_end_identical(tokenizer_dir, tmp_path):
 
 
 def test_kill_9_then_resume_equals_uninterrupted(tokenizer_dir, tmp_path):
-    steps = dict(train__train_steps=24, train__checkpoint_interval_steps=4,
-                 train__log_interval_steps=1, train__eval_interval_steps=12,
-                 train__global_batch_size=8, runtime__jit_compile="false")
+    steps = dict(
+        train__train_steps=24,
+        train__checkpoint_interval_steps=4,
+        train__log_interval_steps=1,
+        train__eval_interval_steps=12,
+        train__global_batch_size=8,
+        runtime__jit_compile="false",
+    )
     args = _set_args(tokenizer_dir, **steps)
     straight = str(tmp_path / "straight")
     proc = _kllm(["train", train_utils.ZOO_TINY, "--run-dir", straight, *args])
@@ -125,15 +158,18 @@ def test_kill_9_then_resume_equals_uninterrupted(tokenizer_dir, tmp_path):
     output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, output[-3000:]
     assert "Resumed from" in output
-    train_utils.assert_same_weights(train_utils.latest_values(straight),
-                                    train_utils.latest_values(killed),
-                                    atol=1e-6)
+    train_utils.assert_same_weights(
+        train_utils.latest_values(straight),
+        train_utils.latest_values(killed),
+        atol=1e-6,
+    )
     for key in ("loss", "val_loss"):
         a = train_utils.read_metrics(straight, key)
         b = train_utils.read_metrics(killed, key)
         assert [s for s, _ in a] == [s for s, _ in b]
-        np.testing.assert_allclose([v for _, v in a], [v for _, v in b],
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            [v for _, v in a], [v for _, v in b], atol=1e-6
+        )
 
 
 def test_tiny_t5_learns_on_builtin_data(tmp_path):
@@ -142,32 +178,46 @@ def test_tiny_t5_learns_on_builtin_data(tmp_path):
     on 2 CPU cores, tokenizer and compilation included; measured, not
     asserted: speed belongs to benchmarks/)."""
     cfg = train_utils.tiny_config(
-        data__source="bible", data__validation_fraction=0.02,
+        data__source="bible",
+        data__validation_fraction=0.02,
         data__task_prefix="translate English to Spanish: ",
-        data__sequence_length=48, data__target_sequence_length=48,
-        train__learning_rate=5e-3, train__train_steps=1200,
-        train__eval_interval_steps=400, train__checkpoint_interval_steps=1200)
+        data__sequence_length=48,
+        data__target_sequence_length=48,
+        train__learning_rate=5e-3,
+        train__train_steps=1200,
+        train__eval_interval_steps=400,
+        train__checkpoint_interval_steps=1200,
+    )
     train_lib.train(cfg, str(tmp_path / "run"))
     curve = train_utils.read_metrics(str(tmp_path / "run"), "val_loss")
     assert [s for s, _ in curve] == [0, 400, 800, 1200]
     assert curve[-1][1] <= 0.5 * curve[0][1], curve
 
 
-@pytest.mark.parametrize("precision,optimizer", [
-    ("mixed_bfloat16", "adafactor"),
-    ("mixed_float16", "adamw"),
-    ("float32", "lamb"),
-    ("float32", "adafactor"),
-    ("float32", "adamw"),
-])
-def test_precisions_and_optimizers_train(tokenizer_dir, tmp_path, precision,
-                                         optimizer):
+@pytest.mark.parametrize(
+    "precision,optimizer",
+    [
+        ("mixed_bfloat16", "adafactor"),
+        ("mixed_float16", "adamw"),
+        ("float32", "lamb"),
+        ("float32", "adafactor"),
+        ("float32", "adamw"),
+    ],
+)
+def test_precisions_and_optimizers_train(
+    tokenizer_dir, tmp_path, precision, optimizer
+):
     cfg = train_utils.tiny_config(
-        tokenizer_dir, runtime__mixed_precision=precision,
-        train__optimizer=optimizer, train__learning_rate=3e-3,
-        train__train_steps=30, train__log_interval_steps=5,
-        train__eval_interval_steps=100, train__checkpoint_interval_steps=30,
-        train__global_batch_size=8)
+        tokenizer_dir,
+        runtime__mixed_precision=precision,
+        train__optimizer=optimizer,
+        train__learning_rate=3e-3,
+        train__train_steps=30,
+        train__log_interval_steps=5,
+        train__eval_interval_steps=100,
+        train__checkpoint_interval_steps=30,
+        train__global_batch_size=8,
+    )
     train_lib.train(cfg, str(tmp_path / "run"))
     losses = [v for _, v in train_utils.read_metrics(str(tmp_path / "run"))]
     assert all(np.isfinite(losses)), losses
@@ -178,21 +228,31 @@ def test_gradient_accumulation_equals_one_big_batch(tokenizer_dir, tmp_path):
     values = []
     for name, accumulation in (("one", 1), ("four", 4)):
         cfg = train_utils.tiny_config(
-            tokenizer_dir, train__gradient_accumulation_steps=accumulation,
-            runtime__strategy="one_device", **STEPS3)
+            tokenizer_dir,
+            train__gradient_accumulation_steps=accumulation,
+            runtime__strategy="one_device",
+            **STEPS3,
+        )
         train_lib.train(cfg, str(tmp_path / name))
         values.append(train_utils.latest_values(str(tmp_path / name)))
     train_utils.assert_same_weights(*values, atol=1e-5)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tokenizer_dir,
-                                                           tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tokenizer_dir, tmp_path
+):
     # A huge step blows the weights up: the next loss is not finite.
     cfg = train_utils.tiny_config(
-        tokenizer_dir, train__learning_rate=1e30, train__optimizer="adamw",
-        train__gradient_clip_norm=None, train__train_steps=20,
-        train__checkpoint_interval_steps=1, train__log_interval_steps=1,
-        train__eval_interval_steps=100, train__global_batch_size=8)
+        tokenizer_dir,
+        train__learning_rate=1e30,
+        train__optimizer="adamw",
+        train__gradient_clip_norm=None,
+        train__train_steps=20,
+        train__checkpoint_interval_steps=1,
+        train__log_interval_steps=1,
+        train__eval_interval_steps=100,
+        train__global_batch_size=8,
+    )
     run_dir = str(tmp_path / "run")
     with pytest.raises(FloatingPointError, match="The loss became") as info:
         train_lib.train(cfg, run_dir)
@@ -204,22 +264,34 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tokenizer_dir,
     assert str(latest) in str(info.value)
 
 
-@pytest.mark.parametrize("zoo_name", ["gpt2_tiny", "bert_tiny",
-                                      "transformer_tiny"])
+@pytest.mark.parametrize(
+    "zoo_name", ["gpt2_tiny", "bert_tiny", "transformer_tiny"]
+)
 def test_every_tiny_zoo_model_trains_through_the_cli(zoo_name, tmp_path):
     from click.testing import CliRunner
 
     from keras_llm import config as config_lib
     from keras_llm.cli.main import cli
 
-    sets = ["train.train_steps=2", "train.global_batch_size=4",
-            "train.eval_steps=1", "data.sequence_length=32"]
+    sets = [
+        "train.train_steps=2",
+        "train.global_batch_size=4",
+        "train.eval_steps=1",
+        "data.sequence_length=32",
+    ]
     if zoo_name == "transformer_tiny":  # trains on pairs
         sets += ["data.source=bible", "data.target_sequence_length=32"]
     run_dir = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "train", config_lib.zoo_path(zoo_name), "--run-dir", str(run_dir),
-        *[f"--set={s}" for s in sets]])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            config_lib.zoo_path(zoo_name),
+            "--run-dir",
+            str(run_dir),
+            *[f"--set={s}" for s in sets],
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Trained to step 2" in result.output
     losses = train_utils.read_metrics(str(run_dir))

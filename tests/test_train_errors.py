@@ -2,7 +2,6 @@
 
 import os
 
-import pytest
 from click.testing import CliRunner
 
 from keras_llm.cli.main import cli
@@ -27,16 +26,18 @@ def assert_refused(result, run_dir, *fragments):
 
 def test_missing_data_path(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(run_dir, "data.source=files",
-                       f"data.train_files={tmp_path}/nope-*.txt")
+    result = run_train(
+        run_dir, "data.source=files", f"data.train_files={tmp_path}/nope-*.txt"
+    )
     assert_refused(result, run_dir, "data.train_files", "nope-*.txt")
 
 
 def test_empty_corpus(tmp_path):
     (tmp_path / "empty.txt").write_text("\n   \n\n")
     run_dir = tmp_path / "run"
-    result = run_train(run_dir, "data.source=files",
-                       f"data.train_files={tmp_path}/empty.txt")
+    result = run_train(
+        run_dir, "data.source=files", f"data.train_files={tmp_path}/empty.txt"
+    )
     assert_refused(result, run_dir, "training corpus is empty", "empty.txt")
 
 
@@ -46,24 +47,40 @@ def test_target_length_the_objective_cannot_fill(tmp_path):
 
     _, needed = span_corruption_lengths(64)  # t5_tiny's sequence_length
     result = run_train(run_dir, "data.target_sequence_length=5")
-    assert_refused(result, run_dir, "data.target_sequence_length",
-                   f"needs {needed} target tokens")
+    assert_refused(
+        result,
+        run_dir,
+        "data.target_sequence_length",
+        f"needs {needed} target tokens",
+    )
 
 
 def test_global_batch_not_divisible_by_replicas(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(run_dir, "train.global_batch_size=15",
-                       "runtime.strategy=mirrored", "runtime.num_cpu_devices=2")
-    assert_refused(result, run_dir, "train.global_batch_size",
-                   "not divisible by 2 replicas")
+    result = run_train(
+        run_dir,
+        "train.global_batch_size=15",
+        "runtime.strategy=mirrored",
+        "runtime.num_cpu_devices=2",
+    )
+    assert_refused(
+        result,
+        run_dir,
+        "train.global_batch_size",
+        "not divisible by 2 replicas",
+    )
 
 
 def test_missing_debian_corpus_package(tmp_path, monkeypatch):
     monkeypatch.setattr(bible, "SWORD_ROOT", str(tmp_path / "no-sword"))
     run_dir = tmp_path / "run"
     result = run_train(run_dir, "data.source=bible")
-    assert_refused(result, run_dir, "sword-text-kjv",
-                   "apt-get install sword-text-kjv sword-text-sparv")
+    assert_refused(
+        result,
+        run_dir,
+        "sword-text-kjv",
+        "apt-get install sword-text-kjv sword-text-sparv",
+    )
 
 
 def test_unwritable_run_dir(tmp_path):

@@ -4,8 +4,8 @@ import json
 import os
 
 import numpy as np
-import yaml
 import tensorflow as tf
+import yaml
 
 from keras_llm import config as config_lib
 
@@ -15,8 +15,10 @@ ZOO_TINY = config_lib.zoo_path("t5_tiny")
 def tiny_config(tokenizer_dir=None, **overrides):
     """zoo/t5_tiny.yaml with `section.key=value` overrides (dotted kwargs
     written as section__key)."""
-    sets = [f"{key.replace('__', '.')}={_yaml(value)}"
-            for key, value in overrides.items()]
+    sets = [
+        f"{key.replace('__', '.')}={_yaml(value)}"
+        for key, value in overrides.items()
+    ]
     if tokenizer_dir:
         sets.append(f"data.tokenizer={tokenizer_dir}")
     return config_lib.load_config(ZOO_TINY, overrides=sets)
@@ -38,9 +40,12 @@ def checkpoint_values(prefix):
     """{name: array} of every trainable model variable in a checkpoint (the
     object graph names them through the optimizer's variable list)."""
     reader = tf.train.load_checkpoint(prefix)
-    names = [n for n in reader.get_variable_to_shape_map()
-             if n.startswith(("model/", "optimizer/_trainable_variables/"))
-             and "OPTIMIZER_SLOT" not in n]
+    names = [
+        n
+        for n in reader.get_variable_to_shape_map()
+        if n.startswith(("model/", "optimizer/_trainable_variables/"))
+        and "OPTIMIZER_SLOT" not in n
+    ]
     return {n: reader.get_tensor(n) for n in sorted(names)}
 
 
@@ -52,5 +57,6 @@ def latest_values(run_dir, sub=""):
 def assert_same_weights(a, b, atol):
     assert a.keys() == b.keys() and len(a) > 10
     for name in a:
-        np.testing.assert_allclose(a[name], b[name], atol=atol, rtol=0,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            a[name], b[name], atol=atol, rtol=0, err_msg=name
+        )

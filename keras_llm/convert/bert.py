@@ -41,12 +41,21 @@ def bert_weight_pairs(backbone, prefix="", with_pooler=True):
 
     e = f"{prefix}embeddings."
     pairs = [
-        (backbone.token_embedding.embeddings, f"{e}word_embeddings.weight",
-         None),
-        (backbone.position_embedding.position_embeddings,
-         f"{e}position_embeddings.weight", None),
-        (backbone.segment_embedding.embeddings,
-         f"{e}token_type_embeddings.weight", None),
+        (
+            backbone.token_embedding.embeddings,
+            f"{e}word_embeddings.weight",
+            None,
+        ),
+        (
+            backbone.position_embedding.position_embeddings,
+            f"{e}position_embeddings.weight",
+            None,
+        ),
+        (
+            backbone.segment_embedding.embeddings,
+            f"{e}token_type_embeddings.weight",
+            None,
+        ),
         *norm(backbone.embeddings_layer_norm, f"{e}LayerNorm"),
     ]
     for i, block in enumerate(backbone.transformer_blocks):
@@ -63,23 +72,38 @@ def bert_weight_pairs(backbone, prefix="", with_pooler=True):
             ]
         feedforward = block.feedforward
         pairs += [
-            (attention.output_dense.kernel,
-             f"{p}attention.output.dense.weight", from_heads),
-            (attention.output_dense.bias, f"{p}attention.output.dense.bias",
-             None),
+            (
+                attention.output_dense.kernel,
+                f"{p}attention.output.dense.weight",
+                from_heads,
+            ),
+            (
+                attention.output_dense.bias,
+                f"{p}attention.output.dense.bias",
+                None,
+            ),
             *norm(block.self_attention_norm, f"{p}attention.output.LayerNorm"),
-            (feedforward.inner_dense.kernel, f"{p}intermediate.dense.weight",
-             _transpose),
+            (
+                feedforward.inner_dense.kernel,
+                f"{p}intermediate.dense.weight",
+                _transpose,
+            ),
             (feedforward.inner_dense.bias, f"{p}intermediate.dense.bias", None),
-            (feedforward.output_dense.kernel, f"{p}output.dense.weight",
-             _transpose),
+            (
+                feedforward.output_dense.kernel,
+                f"{p}output.dense.weight",
+                _transpose,
+            ),
             (feedforward.output_dense.bias, f"{p}output.dense.bias", None),
             *norm(block.feedforward_norm, f"{p}output.LayerNorm"),
         ]
     if with_pooler:
         pairs += [
-            (backbone.pooled_dense.kernel, f"{prefix}pooler.dense.weight",
-             _transpose),
+            (
+                backbone.pooled_dense.kernel,
+                f"{prefix}pooler.dense.weight",
+                _transpose,
+            ),
             (backbone.pooled_dense.bias, f"{prefix}pooler.dense.bias", None),
         ]
     return pairs
@@ -91,14 +115,26 @@ def bert_mlm_head_pairs(masked_lm):
     The decoder matrix is the tied token embedding; only its bias is here.
     """
     return [
-        (masked_lm.transform_dense.kernel,
-         "cls.predictions.transform.dense.weight", _transpose),
-        (masked_lm.transform_dense.bias,
-         "cls.predictions.transform.dense.bias", None),
-        (masked_lm.transform_layer_norm.gamma,
-         "cls.predictions.transform.LayerNorm.weight", None),
-        (masked_lm.transform_layer_norm.beta,
-         "cls.predictions.transform.LayerNorm.bias", None),
+        (
+            masked_lm.transform_dense.kernel,
+            "cls.predictions.transform.dense.weight",
+            _transpose,
+        ),
+        (
+            masked_lm.transform_dense.bias,
+            "cls.predictions.transform.dense.bias",
+            None,
+        ),
+        (
+            masked_lm.transform_layer_norm.gamma,
+            "cls.predictions.transform.LayerNorm.weight",
+            None,
+        ),
+        (
+            masked_lm.transform_layer_norm.beta,
+            "cls.predictions.transform.LayerNorm.bias",
+            None,
+        ),
         (masked_lm.output_bias.bias, "cls.predictions.bias", None),
     ]
 
@@ -148,7 +184,8 @@ def load_bert_weights(model, state_dict, with_mlm_head=None):
     if not with_pooler:
         logger.info(
             "The checkpoint has no %s (BertForMaskedLM drops it): the "
-            "pooler keeps its initialization.", prefix + _POOLER,
+            "pooler keeps its initialization.",
+            prefix + _POOLER,
         )
     pairs = bert_weight_pairs(backbone, prefix, with_pooler)
     if with_mlm_head:

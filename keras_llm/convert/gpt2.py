@@ -12,7 +12,7 @@ def _columns(start, width, expected_shape, out_shape):
     def transform(w):
         if w.shape != expected_shape:
             raise ValueError(w.shape)
-        return w[..., start:start + width].reshape(out_shape)
+        return w[..., start : start + width].reshape(out_shape)
 
     return transform
 
@@ -28,8 +28,11 @@ def gpt2_weight_pairs(backbone, prefix=""):
     k = backbone.head_dim
     pairs = [
         (backbone.token_embedding.embeddings, f"{prefix}wte.weight", None),
-        (backbone.position_embedding.position_embeddings,
-         f"{prefix}wpe.weight", None),
+        (
+            backbone.position_embedding.position_embeddings,
+            f"{prefix}wpe.weight",
+            None,
+        ),
         (backbone.layer_norm.gamma, f"{prefix}ln_f.weight", None),
         (backbone.layer_norm.beta, f"{prefix}ln_f.bias", None),
     ]
@@ -40,15 +43,24 @@ def gpt2_weight_pairs(backbone, prefix=""):
             (attention.query_dense, attention.key_dense, attention.value_dense)
         ):
             pairs += [
-                (dense.kernel, f"{p}attn.c_attn.weight",
-                 _columns(j * d, d, (d, 3 * d), (d, h, k))),  # (D, H, K)
-                (dense.bias, f"{p}attn.c_attn.bias",
-                 _columns(j * d, d, (3 * d,), (h, k))),  # (H, K)
+                (
+                    dense.kernel,
+                    f"{p}attn.c_attn.weight",
+                    _columns(j * d, d, (d, 3 * d), (d, h, k)),
+                ),  # (D, H, K)
+                (
+                    dense.bias,
+                    f"{p}attn.c_attn.bias",
+                    _columns(j * d, d, (3 * d,), (h, k)),
+                ),  # (H, K)
             ]
         feedforward = block.feedforward
         pairs += [
-            (attention.output_dense.kernel, f"{p}attn.c_proj.weight",
-             lambda w: w.reshape(h, k, d)),  # (H, K, D)
+            (
+                attention.output_dense.kernel,
+                f"{p}attn.c_proj.weight",
+                lambda w: w.reshape(h, k, d),
+            ),  # (H, K, D)
             (attention.output_dense.bias, f"{p}attn.c_proj.bias", None),
             (block.self_attention_norm.gamma, f"{p}ln_1.weight", None),
             (block.self_attention_norm.beta, f"{p}ln_1.bias", None),

@@ -21,14 +21,26 @@ def _attention_pairs(attention, prefix, hidden_dim, num_heads, head_dim):
 
 
 def _feedforward_pairs(feedforward, prefix, gated):
-    transpose = (lambda w: w.T)
+    def transpose(w):
+        return w.T
+
     if gated:
         pairs = [
-            (feedforward.inner_dense.kernel, f"{prefix}.wi_0.weight", transpose),
-            (feedforward.linear_dense.kernel, f"{prefix}.wi_1.weight", transpose),
+            (
+                feedforward.inner_dense.kernel,
+                f"{prefix}.wi_0.weight",
+                transpose,
+            ),
+            (
+                feedforward.linear_dense.kernel,
+                f"{prefix}.wi_1.weight",
+                transpose,
+            ),
         ]
     else:
-        pairs = [(feedforward.inner_dense.kernel, f"{prefix}.wi.weight", transpose)]
+        pairs = [
+            (feedforward.inner_dense.kernel, f"{prefix}.wi.weight", transpose)
+        ]
     return pairs + [
         (feedforward.output_dense.kernel, f"{prefix}.wo.weight", transpose)
     ]
@@ -41,26 +53,36 @@ def t5_weight_pairs(backbone):
     pairs = [(backbone.token_embedding.embeddings, "shared.weight", None)]
     if not backbone.tie_embedding_weights:
         pairs.append(
-            (backbone.token_embedding.reverse_embeddings, "lm_head.weight",
-             lambda w: w.T)
+            (
+                backbone.token_embedding.reverse_embeddings,
+                "lm_head.weight",
+                lambda w: w.T,
+            )
         )
     for side in ("encoder", "decoder"):
         bias = getattr(backbone, f"{side}_relative_bias")
         pairs.append(
-            (bias.embeddings,
-             f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-             None)
+            (
+                bias.embeddings,
+                f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                None,
+            )
         )
         final_norm = getattr(backbone, f"{side}_final_norm")
-        pairs.append((final_norm.scale, f"{side}.final_layer_norm.weight", None))
+        pairs.append(
+            (final_norm.scale, f"{side}.final_layer_norm.weight", None)
+        )
         for i, block in enumerate(getattr(backbone, f"{side}_blocks")):
             prefix = f"{side}.block.{i}.layer"
             pairs += _attention_pairs(
                 block.self_attention, f"{prefix}.0.SelfAttention", *args
             )
             pairs.append(
-                (block.self_attention_norm.scale, f"{prefix}.0.layer_norm.weight",
-                 None)
+                (
+                    block.self_attention_norm.scale,
+                    f"{prefix}.0.layer_norm.weight",
+                    None,
+                )
             )
             ff_layer = 1
             if side == "decoder":
@@ -68,16 +90,22 @@ def t5_weight_pairs(backbone):
                     block.cross_attention, f"{prefix}.1.EncDecAttention", *args
                 )
                 pairs.append(
-                    (block.cross_attention_norm.scale,
-                     f"{prefix}.1.layer_norm.weight", None)
+                    (
+                        block.cross_attention_norm.scale,
+                        f"{prefix}.1.layer_norm.weight",
+                        None,
+                    )
                 )
                 ff_layer = 2
             pairs += _feedforward_pairs(
                 block.feedforward, f"{prefix}.{ff_layer}.DenseReluDense", gated
             )
             pairs.append(
-                (block.feedforward_norm.scale,
-                 f"{prefix}.{ff_layer}.layer_norm.weight", None)
+                (
+                    block.feedforward_norm.scale,
+                    f"{prefix}.{ff_layer}.layer_norm.weight",
+                    None,
+                )
             )
     return pairs
 

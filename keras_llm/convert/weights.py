@@ -37,11 +37,15 @@ def assign_weights(pairs, source):
     if missing or mismatched:
         lines = []
         if missing:
-            lines.append(f"{len(missing)} weights missing from the checkpoint: "
-                         + ", ".join(missing))
+            lines.append(
+                f"{len(missing)} weights missing from the checkpoint: "
+                + ", ".join(missing)
+            )
         if mismatched:
-            lines.append(f"{len(mismatched)} weights have the wrong shape: "
-                         + "; ".join(mismatched))
+            lines.append(
+                f"{len(mismatched)} weights have the wrong shape: "
+                + "; ".join(mismatched)
+            )
         raise ValueError(" ".join(lines))
     for variable, value in updates:
         variable.assign(value.astype(variable.dtype))

@@ -1,1 +1,2 @@
-"""Data: sources → tokenizers → objectives → pipeline (tf.data, static shapes)."""
+"""Data: sources → tokenizers → objectives → pipeline (tf.data, static
+shapes)."""

@@ -53,6 +53,7 @@ def read_verses(language, root=None):
     path = _module_dir(language, root)
     verses = []
     for testament in ("ot", "nt"):
+
         def read(ext):
             with open(os.path.join(path, f"{testament}.{ext}"), "rb") as f:
                 return f.read()
@@ -70,8 +71,8 @@ def read_verses(language, root=None):
                 continue
             if block not in cache:
                 start, length = blocks[block]
-                cache = {block: zlib.decompress(data[start:start + length])}
-            raw = cache[block][offset:offset + size]
+                cache = {block: zlib.decompress(data[start : start + length])}
+            raw = cache[block][offset : offset + size]
             verses.append(clean_osis(raw.decode("utf-8", errors="replace")))
     return verses
 

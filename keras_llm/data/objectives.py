@@ -12,8 +12,9 @@ replays the same examples.
 import tensorflow as tf
 
 
-def span_corruption_lengths(inputs_length, noise_density=0.15,
-                            mean_noise_span_length=3.0):
+def span_corruption_lengths(
+    inputs_length, noise_density=0.15, mean_noise_span_length=3.0
+):
     """Raw token count and target length that fill `inputs_length` exactly.
 
     Port of T5's `random_spans_helper` (one sentinel per span in inputs and
@@ -26,8 +27,10 @@ def span_corruption_lengths(inputs_length, noise_density=0.15,
     def lengths(tokens_length):
         num_noise = int(round(tokens_length * noise_density))
         num_spans = int(round(num_noise / mean_noise_span_length))
-        return (tokens_length - num_noise + num_spans + 1,
-                num_noise + num_spans + 1)
+        return (
+            tokens_length - num_noise + num_spans + 1,
+            num_noise + num_spans + 1,
+        )
 
     tokens_length = inputs_length - 1
     while lengths(tokens_length + 1)[0] <= inputs_length:
@@ -44,8 +47,9 @@ def _random_segmentation(num_items, num_segments, seed):
     return tf.math.segment_sum(tf.ones_like(segment_id), segment_id)
 
 
-def random_spans_noise_mask(length, noise_density, mean_noise_span_length,
-                            seed):
+def random_spans_noise_mask(
+    length, noise_density, mean_noise_span_length, seed
+):
     """Boolean `(length,)` mask of noise spans (T5's algorithm).
 
     `length` is a Python int; `seed` a `(2,)` int tensor. Spans alternate
@@ -74,8 +78,13 @@ def _spans_to_sentinels(tokens, noise_mask, first_sentinel_id):
     return tf.boolean_mask(tokens, tf.logical_not(subsequent))
 
 
-def span_corruption(tokens, seed, first_sentinel_id, noise_density=0.15,
-                    mean_noise_span_length=3.0):
+def span_corruption(
+    tokens,
+    seed,
+    first_sentinel_id,
+    noise_density=0.15,
+    mean_noise_span_length=3.0,
+):
     """T5 span corruption of one raw token chunk (static length).
 
     Args:
@@ -87,16 +96,19 @@ def span_corruption(tokens, seed, first_sentinel_id, noise_density=0.15,
         `(inputs, targets)` int32 vectors without EOS.
     """
     length = tokens.shape[0]
-    mask = random_spans_noise_mask(length, noise_density,
-                                   mean_noise_span_length, seed)
+    mask = random_spans_noise_mask(
+        length, noise_density, mean_noise_span_length, seed
+    )
     inputs = _spans_to_sentinels(tokens, mask, first_sentinel_id)
-    targets = _spans_to_sentinels(tokens, tf.logical_not(mask),
-                                  first_sentinel_id)
+    targets = _spans_to_sentinels(
+        tokens, tf.logical_not(mask), first_sentinel_id
+    )
     return inputs, targets
 
 
-def mask_tokens(token_ids, seed, mask_id, vocabulary_size, special_mask,
-                mask_rate=0.15):
+def mask_tokens(
+    token_ids, seed, mask_id, vocabulary_size, special_mask, mask_rate=0.15
+):
     """BERT masking: picks `mask_rate` of the non-special tokens.
 
     Args:
@@ -118,7 +130,8 @@ def mask_tokens(token_ids, seed, mask_id, vocabulary_size, special_mask,
     random_ids = tf.random.stateless_uniform(
         shape, seeds[2], minval=0, maxval=vocabulary_size, dtype=tf.int32
     )
-    replaced = tf.where(choice < 0.8, mask_id,
-                        tf.where(choice < 0.9, random_ids, token_ids))
+    replaced = tf.where(
+        choice < 0.8, mask_id, tf.where(choice < 0.9, random_ids, token_ids)
+    )
     masked = tf.where(picked, replaced, token_ids)
     return masked, token_ids, tf.cast(picked, tf.float32)

@@ -47,8 +47,11 @@ def resolve_plan(cfg, pairs):
         if pairs:
             objective = "seq2seq"
         else:
-            objective = {"t5": "span_corruption", "gpt2": "causal_lm",
-                         "bert": "masked_lm"}.get(arch)
+            objective = {
+                "t5": "span_corruption",
+                "gpt2": "causal_lm",
+                "bert": "masked_lm",
+            }.get(arch)
             if objective is None:
                 raise ValueError(
                     f"data.objective: arch {arch!r} trains on pairs; use "
@@ -56,8 +59,10 @@ def resolve_plan(cfg, pairs):
                     ".tsv files)."
                 )
     allowed = {
-        "span_corruption": SEQ2SEQ_ARCHS, "seq2seq": SEQ2SEQ_ARCHS,
-        "causal_lm": CAUSAL_ARCHS, "masked_lm": MASKED_ARCHS,
+        "span_corruption": SEQ2SEQ_ARCHS,
+        "seq2seq": SEQ2SEQ_ARCHS,
+        "causal_lm": CAUSAL_ARCHS,
+        "masked_lm": MASKED_ARCHS,
     }[objective]
     if arch not in allowed:
         raise ValueError(
@@ -99,8 +104,15 @@ def resolve_plan(cfg, pairs):
         raise ValueError(
             f"data.sequence_length: too short for {objective}. Received: {seq}"
         )
-    return Plan(objective, seq, target, raw, data.task_prefix,
-                data.noise_density, data.mean_noise_span_length)
+    return Plan(
+        objective,
+        seq,
+        target,
+        raw,
+        data.task_prefix,
+        data.noise_density,
+        data.mean_noise_span_length,
+    )
 
 
 def _pad(ids, length, pad_id):
@@ -153,40 +165,50 @@ def _examples(dataset, plan, tokenizer, seed):
             targets = tokenizer.tokenize(element["targets"])
             return _seq2seq_features(inputs, targets, plan, tokenizer)
 
-        return dataset.map(pair, num_parallel_calls=tf.data.AUTOTUNE,
-                           deterministic=True)
+        return dataset.map(
+            pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
     chunks = _chunks(dataset, tokenizer, plan.raw_length).enumerate()
 
     def example(index, chunk):
         example_seed = tf.stack([tf.cast(seed, tf.int64), index])
         if plan.objective == "span_corruption":
             inputs, targets = objectives.span_corruption(
-                chunk, example_seed, tokenizer.sentinel_id(0),
-                plan.noise_density, plan.mean_noise_span_length,
+                chunk,
+                example_seed,
+                tokenizer.sentinel_id(0),
+                plan.noise_density,
+                plan.mean_noise_span_length,
             )
             return _seq2seq_features(inputs, targets, plan, tokenizer)
         if plan.objective == "causal_lm":
             length = plan.sequence_length
-            features = {"token_ids": chunk[:-1],
-                        "padding_mask": tf.ones([length], tf.int32)}
+            features = {
+                "token_ids": chunk[:-1],
+                "padding_mask": tf.ones([length], tf.int32),
+            }
             return features, chunk[1:], tf.ones([length], tf.float32)
         # masked_lm: [CLS] chunk [SEP]
         ids = tf.concat([[tokenizer.cls_id], chunk, [tokenizer.sep_id]], 0)
-        special = tf.concat(
-            [[True], tf.zeros_like(chunk, tf.bool), [True]], 0
-        )
+        special = tf.concat([[True], tf.zeros_like(chunk, tf.bool), [True]], 0)
         masked, labels, weights = objectives.mask_tokens(
-            ids, example_seed, tokenizer.mask_id, tokenizer.vocabulary_size,
+            ids,
+            example_seed,
+            tokenizer.mask_id,
+            tokenizer.vocabulary_size,
             special,
         )
         length = plan.sequence_length
-        features = {"token_ids": masked,
-                    "padding_mask": tf.ones([length], tf.int32),
-                    "segment_ids": tf.zeros([length], tf.int32)}
+        features = {
+            "token_ids": masked,
+            "padding_mask": tf.ones([length], tf.int32),
+            "segment_ids": tf.zeros([length], tf.int32),
+        }
         return features, labels, weights
 
-    return chunks.map(example, num_parallel_calls=tf.data.AUTOTUNE,
-                      deterministic=True)
+    return chunks.map(
+        example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
 
 
 def build_datasets(cfg, tokenizer, num_workers=1, worker_index=0):

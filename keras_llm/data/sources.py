@@ -102,8 +102,10 @@ def _file_dataset(files, data):
         def parse(record):
             example = tf.io.parse_single_example(record, spec)
             if data.target_field:
-                return {"inputs": example[data.text_field],
-                        "targets": example[data.target_field]}
+                return {
+                    "inputs": example[data.text_field],
+                    "targets": example[data.target_field],
+                }
             return {"text": example[data.text_field]}
 
         return tf.data.TFRecordDataset(files).map(parse)

@@ -25,3 +25,20 @@ LAYERS = (
     RotaryEmbedding,
     SinusoidalPositionEncoding,
 )
+
+__all__ = [
+    "LAYERS",
+    "MultiHeadAttention",
+    "RMSNormalization",
+    "FeedForward",
+    "PositionEmbedding",
+    "RelativePositionBias",
+    "RotaryEmbedding",
+    "SinusoidalPositionEncoding",
+    "TokenEmbedding",
+    "causal_mask",
+    "merge_masks",
+    "padding_to_attention_mask",
+    "relative_position_bucket",
+    "scaled_dot_product_attention",
+]

@@ -13,6 +13,23 @@ from keras_llm.layers.utils import clone_initializer
 _MASK_VALUE = -1e9
 
 
+def _write_cache(cache, new, index):
+    """Writes `new` `(B, T, H, K)` into `cache` `(B, L, H, K)` at `index`.
+
+    A scatter, not `ops.slice_update`: on TensorFlow that lowers to
+    `XlaDynamicUpdateSlice`, an XLA-only op that TF Serving's graph
+    executor cannot be relied on to run (DESIGN.md trap 3). Scatter is a
+    core op and compiles with XLA too.
+    """
+    shape = ops.shape(new)
+    rows = ops.repeat(ops.arange(shape[0])[:, None], shape[1], axis=1)
+    positions = ops.repeat(
+        (ops.arange(shape[1]) + index)[None], shape[0], axis=0
+    )
+    indices = ops.stack([rows, positions], axis=-1)  # (B, T, 2)
+    return ops.scatter_update(cache, indices, new)
+
+
 def scaled_dot_product_attention(
     query,
     key,
@@ -200,9 +217,10 @@ class MultiHeadAttention(keras.layers.Layer):
             key = self.key_dense(source)  # (B, S, H, K)
             value_states = self.value_dense(source)  # (B, S, H, K)
             if cache is not None:
-                start = [0, cache_index, 0, 0]
-                key = ops.slice_update(cache[:, 0], start, key)
-                value_states = ops.slice_update(cache[:, 1], start, value_states)
+                key = _write_cache(cache[:, 0], key, cache_index)
+                value_states = _write_cache(
+                    cache[:, 1], value_states, cache_index
+                )
                 cache = ops.stack([key, value_states], axis=1)
         attended = scaled_dot_product_attention(
             q,

@@ -140,7 +140,9 @@ def relative_position_bucket(
     buckets = ops.zeros_like(relative_position)
     if bidirectional:
         num_buckets //= 2
-        buckets = buckets + ops.cast(relative_position > 0, "int32") * num_buckets
+        buckets = (
+            buckets + ops.cast(relative_position > 0, "int32") * num_buckets
+        )
         distance = ops.abs(relative_position)
     else:
         distance = -ops.minimum(relative_position, 0)
@@ -150,7 +152,9 @@ def relative_position_bucket(
     log_ratio = ops.log(
         ops.cast(ops.maximum(distance, 1), "float32") / max_exact
     ) / math.log(max_distance / max_exact)
-    if_large = max_exact + ops.cast(log_ratio * (num_buckets - max_exact), "int32")
+    if_large = max_exact + ops.cast(
+        log_ratio * (num_buckets - max_exact), "int32"
+    )
     if_large = ops.minimum(if_large, num_buckets - 1)
     return buckets + ops.where(is_small, distance, if_large)
 

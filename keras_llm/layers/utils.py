@@ -24,5 +24,6 @@ def get_activation(name):
     if name in ("relu", "silu"):
         return keras.activations.get(name)
     raise ValueError(
-        f"`activation` must be one of {ACTIVATIONS}. Received: activation={name!r}"
+        f"`activation` must be one of {ACTIVATIONS}. "
+        f"Received: activation={name!r}"
     )

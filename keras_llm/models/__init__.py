@@ -85,8 +85,10 @@ def summarize(model_config):
     model.backbone.summary(
         print_fn=lambda line, **_: lines.write(line + "\n"), line_length=100
     )
-    lines.write(f"Task model: {type(model).__name__}, "
-                f"{model.count_params():,} parameters\n")
+    lines.write(
+        f"Task model: {type(model).__name__}, "
+        f"{model.count_params():,} parameters\n"
+    )
     return lines.getvalue()
 
 

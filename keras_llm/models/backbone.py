@@ -37,7 +37,8 @@ class Backbone(keras.Model):
 
 
 class Task(keras.Model):
-    """Base of task models (`*Seq2SeqLM`, `*CausalLM`, ...): wraps a backbone."""
+    """Base of task models (`*Seq2SeqLM`, `*CausalLM`, ...): wraps a
+    backbone."""
 
     def get_config(self):
         return {
@@ -81,8 +82,14 @@ class Seq2SeqTask(Task):
         encoder_output = self.encode(encoder_token_ids, encoder_padding_mask)
         batch_size = ops.shape(encoder_token_ids)[0]
         self_attention_cache = ops.zeros(
-            (batch_size, backbone.num_layers, 2, max_length,
-             backbone.num_heads, backbone.head_dim),
+            (
+                batch_size,
+                backbone.num_layers,
+                2,
+                max_length,
+                backbone.num_heads,
+                backbone.head_dim,
+            ),
             dtype=backbone.compute_dtype,
         )
         cross_attention_cache = ops.stack(

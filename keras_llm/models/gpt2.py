@@ -190,13 +190,26 @@ class GPT2CausalLM(Task):
         `max_sequence_length`."""
         backbone = self.backbone
         return ops.zeros(
-            (ops.shape(token_ids)[0], backbone.num_layers, 2, max_length,
-             backbone.num_heads, backbone.head_dim),
+            (
+                ops.shape(token_ids)[0],
+                backbone.num_layers,
+                2,
+                max_length,
+                backbone.num_heads,
+                backbone.head_dim,
+            ),
             dtype=backbone.compute_dtype,
         )
 
-    def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None):
-        """Runs `token_ids` `(B, T)` placed at positions `cache_index ..
+    def call_with_cache(
+        self,
+        token_ids,
+        cache,
+        cache_index,
+        padding_mask=None,
+        position_offset=None,
+    ):
+        """Runs `token_ids` `(B, T)` placed at cache slots `cache_index ..
         cache_index + T - 1`.
 
         Args:
@@ -205,12 +218,28 @@ class GPT2CausalLM(Task):
             cache_index: int scalar tensor.
             padding_mask: optional `(B, L)` mask over the cache slots (1 =
                 real token), e.g. to hide the pads of left-padded prompts.
+            position_offset: optional int `(B,)`: row `b`'s token in slot
+                `s` gets position `s - position_offset[b]` (clipped to the
+                table), e.g. the number of left pads, so a left-padded prompt
+                gets the positions it would have alone. `None`: position =
+                slot.
 
         Returns:
             `(logits (B, T, V), hidden (B, T, D), cache)`.
         """
         backbone = self.backbone
-        x = backbone._embed(token_ids, start_index=cache_index)  # (B, T, D)
+        if position_offset is None:
+            x = backbone._embed(token_ids, start_index=cache_index)  # (B, T, D)
+        else:
+            x = backbone.token_embedding(token_ids)  # (B, T, D)
+            slots = cache_index + ops.arange(ops.shape(token_ids)[1])  # (T,)
+            positions = ops.clip(
+                slots[None, :] - ops.cast(position_offset, "int32")[:, None],
+                0,
+                backbone.max_sequence_length - 1,
+            )  # (B, T)
+            table = backbone.position_embedding.position_embeddings
+            x = x + ops.cast(ops.take(table, positions, axis=0), x.dtype)
         caches = []
         for i, block in enumerate(backbone.transformer_blocks):
             x, layer_cache, _ = block(

@@ -128,7 +128,9 @@ class T5Backbone(Backbone):
         def dropout_layer(name):
             return keras.layers.Dropout(dropout, dtype=dtype, name=name)
 
-        self.encoder_embedding_dropout = dropout_layer("encoder_embedding_dropout")
+        self.encoder_embedding_dropout = dropout_layer(
+            "encoder_embedding_dropout"
+        )
         self.encoder_relative_bias = RelativePositionBias(
             bidirectional=True, name="encoder_relative_bias", **bias_kwargs
         )
@@ -140,7 +142,9 @@ class T5Backbone(Backbone):
             layer_norm_epsilon, dtype=dtype, name="encoder_final_norm"
         )
         self.encoder_final_dropout = dropout_layer("encoder_final_dropout")
-        self.decoder_embedding_dropout = dropout_layer("decoder_embedding_dropout")
+        self.decoder_embedding_dropout = dropout_layer(
+            "decoder_embedding_dropout"
+        )
         self.decoder_relative_bias = RelativePositionBias(
             bidirectional=False, name="decoder_relative_bias", **bias_kwargs
         )
@@ -155,14 +159,18 @@ class T5Backbone(Backbone):
 
         # === Functional Model ===
         inputs = {
-            "encoder_token_ids": keras.Input((None,), dtype="int32",
-                                             name="encoder_token_ids"),
-            "encoder_padding_mask": keras.Input((None,), dtype="int32",
-                                                name="encoder_padding_mask"),
-            "decoder_token_ids": keras.Input((None,), dtype="int32",
-                                             name="decoder_token_ids"),
-            "decoder_padding_mask": keras.Input((None,), dtype="int32",
-                                                name="decoder_padding_mask"),
+            "encoder_token_ids": keras.Input(
+                (None,), dtype="int32", name="encoder_token_ids"
+            ),
+            "encoder_padding_mask": keras.Input(
+                (None,), dtype="int32", name="encoder_padding_mask"
+            ),
+            "decoder_token_ids": keras.Input(
+                (None,), dtype="int32", name="decoder_token_ids"
+            ),
+            "decoder_padding_mask": keras.Input(
+                (None,), dtype="int32", name="decoder_padding_mask"
+            ),
         }
         encoder_output = self._encode(
             inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
@@ -217,7 +225,11 @@ class T5Backbone(Backbone):
         return self.encoder_final_dropout(x, training=training)
 
     def _decode(
-        self, token_ids, padding_mask, encoder_output, encoder_padding_mask,
+        self,
+        token_ids,
+        padding_mask,
+        encoder_output,
+        encoder_padding_mask,
         training=None,
     ):
         x = self.token_embedding(token_ids)  # (B, T, D)

@@ -171,7 +171,11 @@ class TransformerBackbone(Backbone):
         return x
 
     def _decode(
-        self, token_ids, padding_mask, encoder_output, encoder_padding_mask,
+        self,
+        token_ids,
+        padding_mask,
+        encoder_output,
+        encoder_padding_mask,
         training=None,
     ):
         x = self._embed(token_ids)  # (B, T, D)

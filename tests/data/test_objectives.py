@@ -39,13 +39,15 @@ def test_span_corruption_statistics_and_reconstruction():
     for i in range(50):
         tokens = np.random.default_rng(i).integers(3, 800, size=raw)
         inputs, targets = objectives.span_corruption(
-            tf.constant(tokens, tf.int32), tf.constant([7, i]), FIRST_SENTINEL)
+            tf.constant(tokens, tf.int32), tf.constant([7, i]), FIRST_SENTINEL
+        )
         inputs, targets = inputs.numpy(), targets.numpy()
         sentinels_in = inputs[inputs > FIRST_SENTINEL - 100]
         sentinels_out = targets[targets > FIRST_SENTINEL - 100]
         # Sentinels count down from <extra_id_0>, in order, same in both.
         np.testing.assert_array_equal(
-            sentinels_in, FIRST_SENTINEL - np.arange(len(sentinels_in)))
+            sentinels_in, FIRST_SENTINEL - np.arange(len(sentinels_in))
+        )
         np.testing.assert_array_equal(sentinels_in, sentinels_out)
         assert reconstruct(inputs, targets) == tokens.tolist()
         # The lengths fill the model exactly (+1 EOS each).
@@ -67,11 +69,17 @@ def test_span_corruption_is_seeded():
 
 
 def test_bert_masking_rates():
-    ids = tf.constant(np.random.default_rng(0).integers(5, 900, 20000), tf.int32)
+    ids = tf.constant(
+        np.random.default_rng(0).integers(5, 900, 20000), tf.int32
+    )
     special = tf.zeros_like(ids, tf.bool)
     masked, labels, weights = objectives.mask_tokens(
-        ids, tf.constant([0, 1]), mask_id=4, vocabulary_size=VOCAB,
-        special_mask=special)
+        ids,
+        tf.constant([0, 1]),
+        mask_id=4,
+        vocabulary_size=VOCAB,
+        special_mask=special,
+    )
     masked, weights = masked.numpy(), weights.numpy()
     picked = weights > 0
     assert abs(picked.mean() - 0.15) < 0.01
@@ -84,8 +92,9 @@ def test_bert_masking_rates():
 
 @pytest.mark.parametrize("length", [64, 512])
 def test_noise_mask_density(length):
-    mask = objectives.random_spans_noise_mask(length, 0.15, 3.0,
-                                              tf.constant([3, 4])).numpy()
+    mask = objectives.random_spans_noise_mask(
+        length, 0.15, 3.0, tf.constant([3, 4])
+    ).numpy()
     assert mask.shape == (length,)
     assert abs(mask.mean() - 0.15) < 0.03
     assert not mask[0]  # spans alternate, starting with non-noise

@@ -27,8 +27,11 @@ def texts(dataset, key="text"):
 def test_text_lines_glob_and_split(tmp_path):
     (tmp_path / "a.txt").write_text("\n".join(DOCS[:200]) + "\n\n")
     (tmp_path / "b.txt").write_text("\n".join(DOCS[200:]))
-    data = data_config(source="files", train_files=str(tmp_path / "*.txt"),
-                       validation_fraction=0.1)
+    data = data_config(
+        source="files",
+        train_files=str(tmp_path / "*.txt"),
+        validation_fraction=0.1,
+    )
     train, validation = sources.load_splits(data)
     train_texts, validation_texts = texts(train), texts(validation)
     assert sorted(train_texts + validation_texts) == sorted(DOCS)
@@ -40,18 +43,28 @@ def test_text_lines_glob_and_split(tmp_path):
 def test_document_per_file(tmp_path):
     for i in range(3):
         (tmp_path / f"{i}.txt").write_text(f"line one {i}\nline two {i}")
-    data = data_config(source="files", train_files=str(tmp_path / "*.txt"),
-                       document_per="file", validation_fraction=0.0)
+    data = data_config(
+        source="files",
+        train_files=str(tmp_path / "*.txt"),
+        document_per="file",
+        validation_fraction=0.0,
+    )
     assert texts(sources.load_splits(data)[0]) == [
-        f"line one {i}\nline two {i}" for i in range(3)]
+        f"line one {i}\nline two {i}" for i in range(3)
+    ]
 
 
 def test_jsonl_fields_and_pairs(tmp_path):
     rows = [{"en": f"hello {i}", "es": f"hola {i}", "id": i} for i in range(5)]
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    data = data_config(source="files", train_files=str(path), text_field="en",
-                       target_field="es", validation_fraction=0.0)
+    data = data_config(
+        source="files",
+        train_files=str(path),
+        text_field="en",
+        target_field="es",
+        validation_fraction=0.0,
+    )
     train, _ = sources.load_splits(data)
     assert texts(train, "inputs") == [f"hello {i}" for i in range(5)]
     assert texts(train, "targets") == [f"hola {i}" for i in range(5)]
@@ -63,8 +76,9 @@ def test_jsonl_fields_and_pairs(tmp_path):
 def test_tsv_pairs(tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("good morning\tbuenos dias\nthank you\tgracias\n")
-    data = data_config(source="files", train_files=str(path),
-                       validation_fraction=0.0)
+    data = data_config(
+        source="files", train_files=str(path), validation_fraction=0.0
+    )
     train, _ = sources.load_splits(data)
     assert texts(train, "targets") == ["buenos dias", "gracias"]
 
@@ -73,12 +87,19 @@ def test_tfrecord(tmp_path):
     path = str(tmp_path / "docs.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
         for doc in DOCS[:4]:
-            feature = {"text": tf.train.Feature(
-                bytes_list=tf.train.BytesList(value=[doc.encode()]))}
-            writer.write(tf.train.Example(features=tf.train.Features(
-                feature=feature)).SerializeToString())
-    data = data_config(source="files", train_files=path,
-                       validation_fraction=0.0)
+            feature = {
+                "text": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[doc.encode()])
+                )
+            }
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(feature=feature)
+                ).SerializeToString()
+            )
+    data = data_config(
+        source="files", train_files=path, validation_fraction=0.0
+    )
     assert texts(sources.load_splits(data)[0]) == DOCS[:4]
 
 
@@ -94,7 +115,8 @@ def test_bible_pairs_align():
     assert 30_000 < len(pairs) < 32_000
     by_english = dict(pairs)
     spanish = by_english[
-        "In the beginning God created the heaven and the earth."]
+        "In the beginning God created the heaven and the earth."
+    ]
     assert spanish.startswith("EN el principio crió Dios")
     assert not any("<" in a or "<" in b for a, b in pairs[:2000])
 
@@ -108,20 +130,28 @@ def test_missing_bible_package_names_apt(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def spm_dir(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("spm"))
-    tokenizer_lib.train_sentencepiece(sources.pydoc_documents(), 512,
-                                      directory, num_sentinels=100, seed=0)
+    tokenizer_lib.train_sentencepiece(
+        sources.pydoc_documents(), 512, directory, num_sentinels=100, seed=0
+    )
     return directory
 
 
 @pytest.mark.parametrize("zoo_name", ["t5_tiny", "gpt2_tiny", "bert_tiny"])
 def test_pipeline_batches_have_static_shapes(zoo_name, spm_dir, tmp_path):
-    cfg = config_lib.load_config(config_lib.zoo_path(zoo_name), overrides=[
-        "train.global_batch_size=4", "data.sequence_length=32",
-        "data.target_sequence_length=12"])
+    cfg = config_lib.load_config(
+        config_lib.zoo_path(zoo_name),
+        overrides=[
+            "train.global_batch_size=4",
+            "data.sequence_length=32",
+            "data.target_sequence_length=12",
+        ],
+    )
     if zoo_name == "bert_tiny":
         tokenizer = tokenizer_lib.train_wordpiece(
-            sources.pydoc_documents()[:400], cfg.model.vocabulary_size,
-            str(tmp_path / "wp"))
+            sources.pydoc_documents()[:400],
+            cfg.model.vocabulary_size,
+            str(tmp_path / "wp"),
+        )
     else:
         tokenizer = tokenizer_lib.load_tokenizer(spm_dir)
     train, validation, plan = pipeline.build_datasets(cfg, tokenizer)
@@ -138,8 +168,9 @@ def test_pipeline_batches_have_static_shapes(zoo_name, spm_dir, tmp_path):
         assert (ids[:, 0] == tokenizer.cls_id).all()
     else:
         dec = features["decoder_token_ids"].numpy()
-        np.testing.assert_array_equal(dec[:, 1:] * weights[:, 1:],
-                                      labels[:, :-1] * weights[:, 1:])
+        np.testing.assert_array_equal(
+            dec[:, 1:] * weights[:, 1:], labels[:, :-1] * weights[:, 1:]
+        )
         assert (labels[:, 0] == tokenizer.sentinel_id(0)).all()
     assert next(iter(validation))[1].shape == labels.shape
 
@@ -147,10 +178,16 @@ def test_pipeline_batches_have_static_shapes(zoo_name, spm_dir, tmp_path):
 def test_seq2seq_prefix_and_eos(spm_dir, tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("good morning\tbuenos dias\n" * 8)
-    cfg = config_lib.load_config(config_lib.zoo_path("t5_tiny"), overrides=[
-        "data.source=files", f"data.train_files={path}",
-        "data.validation_fraction=0.0", "train.global_batch_size=2",
-        "data.task_prefix='translate English to Spanish: '"])
+    cfg = config_lib.load_config(
+        config_lib.zoo_path("t5_tiny"),
+        overrides=[
+            "data.source=files",
+            f"data.train_files={path}",
+            "data.validation_fraction=0.0",
+            "train.global_batch_size=2",
+            "data.task_prefix='translate English to Spanish: '",
+        ],
+    )
     tokenizer = tokenizer_lib.load_tokenizer(spm_dir)
     train, _, plan = pipeline.build_datasets(cfg, tokenizer)
     assert plan.objective == "seq2seq"
@@ -160,4 +197,5 @@ def test_seq2seq_prefix_and_eos(spm_dir, tmp_path):
     n = int(weights[0].numpy().sum())
     assert labels[0, n - 1] == tokenizer.eos_id
     assert tokenizer.detokenize(labels[:1]).numpy()[0].decode() == (
-        "buenos dias")
+        "buenos dias"
+    )

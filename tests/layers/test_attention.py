@@ -24,11 +24,16 @@ def test_scaled_dot_product_attention_textbook_example():
 
 
 def test_scale_none_bias_and_mask_follow_the_formula():
-    q, k, v = (RNG.normal(size=(2, 3, 2, 4)).astype("float32") for _ in range(3))
+    q, k, v = (
+        RNG.normal(size=(2, 3, 2, 4)).astype("float32") for _ in range(3)
+    )
     bias = RNG.normal(size=(1, 2, 3, 3)).astype("float32")
     mask = np.array([[1, 1, 0], [1, 0, 1]], bool)[:, None, :]  # (B, 1, S)
-    out = to_numpy(layers.scaled_dot_product_attention(
-        q, k, v, attention_mask=mask, position_bias=bias, scale=None))
+    out = to_numpy(
+        layers.scaled_dot_product_attention(
+            q, k, v, attention_mask=mask, position_bias=bias, scale=None
+        )
+    )
     scores = np.einsum("bthk,bshk->bhts", q, k) + bias
     scores = np.where(mask[:, None], scores, -np.inf)
     probs = np.exp(scores - scores.max(-1, keepdims=True))
@@ -48,10 +53,12 @@ def test_padding_mask_hides_keys():
     np.testing.assert_allclose(
         to_numpy(layer(query, value, attention_mask=mask)),
         to_numpy(layer(query, changed, attention_mask=mask)),
-        rtol=1e-6, atol=1e-6,
+        rtol=1e-6,
+        atol=1e-6,
     )
-    assert not np.allclose(to_numpy(layer(query, value)),
-                           to_numpy(layer(query, changed)))
+    assert not np.allclose(
+        to_numpy(layer(query, value)), to_numpy(layer(query, changed))
+    )
 
 
 def test_self_attention_cache_step_by_step_equals_full_pass():
@@ -62,7 +69,9 @@ def test_self_attention_cache_step_by_step_equals_full_pass():
     steps = []
     for i in range(5):
         out, cache = layer(
-            x[:, i:i + 1], cache=cache, cache_index=i,
+            x[:, i : i + 1],
+            cache=cache,
+            cache_index=i,
             attention_mask=layers.causal_mask(1, 7, i)[None],
         )
         steps.append(to_numpy(out))

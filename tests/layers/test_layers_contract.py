@@ -14,50 +14,86 @@ IDS = RNG.integers(0, 11, size=(2, 5)).astype("int32")
 
 CASES = {
     "attention": (
-        layers.MultiHeadAttention, {"num_heads": 2, "key_value_dim": 3},
-        {"query": HIDDEN}, (2, 5, 8), 8,
+        layers.MultiHeadAttention,
+        {"num_heads": 2, "key_value_dim": 3},
+        {"query": HIDDEN},
+        (2, 5, 8),
+        8,
     ),
     "attention_no_bias_no_scale": (
         layers.MultiHeadAttention,
         {"num_heads": 2, "use_bias": False, "use_attention_scale": False},
-        {"query": HIDDEN}, (2, 5, 8), 4,
+        {"query": HIDDEN},
+        (2, 5, 8),
+        4,
     ),
     "cross_attention": (
-        layers.MultiHeadAttention, {"num_heads": 2},
-        {"query": HIDDEN, "value": HIDDEN[:, :3]}, (2, 5, 8), 8,
+        layers.MultiHeadAttention,
+        {"num_heads": 2},
+        {"query": HIDDEN, "value": HIDDEN[:, :3]},
+        (2, 5, 8),
+        8,
     ),
     "feedforward": (
-        layers.FeedForward, {"intermediate_dim": 16, "activation": "gelu"},
-        {"inputs": HIDDEN}, (2, 5, 8), 4,
+        layers.FeedForward,
+        {"intermediate_dim": 16, "activation": "gelu"},
+        {"inputs": HIDDEN},
+        (2, 5, 8),
+        4,
     ),
     "feedforward_geglu": (
         layers.FeedForward,
-        {"intermediate_dim": 16, "activation": "gelu_tanh",
-         "use_gated_activation": True, "use_bias": False},
-        {"inputs": HIDDEN}, (2, 5, 8), 3,
+        {
+            "intermediate_dim": 16,
+            "activation": "gelu_tanh",
+            "use_gated_activation": True,
+            "use_bias": False,
+        },
+        {"inputs": HIDDEN},
+        (2, 5, 8),
+        3,
     ),
     "rms_norm": (
-        layers.RMSNormalization, {"epsilon": 1e-6},
-        {"inputs": HIDDEN}, (2, 5, 8), 1,
+        layers.RMSNormalization,
+        {"epsilon": 1e-6},
+        {"inputs": HIDDEN},
+        (2, 5, 8),
+        1,
     ),
     "token_embedding": (
-        layers.TokenEmbedding, {"vocabulary_size": 11, "hidden_dim": 8},
-        {"inputs": IDS}, (2, 5, 8), 1,
+        layers.TokenEmbedding,
+        {"vocabulary_size": 11, "hidden_dim": 8},
+        {"inputs": IDS},
+        (2, 5, 8),
+        1,
     ),
     "position_embedding": (
-        layers.PositionEmbedding, {"sequence_length": 9},
-        {"inputs": HIDDEN}, (2, 5, 8), 1,
+        layers.PositionEmbedding,
+        {"sequence_length": 9},
+        {"inputs": HIDDEN},
+        (2, 5, 8),
+        1,
     ),
     "sinusoidal": (
-        layers.SinusoidalPositionEncoding, {},
-        {"inputs": HIDDEN}, (2, 5, 8), 0,
+        layers.SinusoidalPositionEncoding,
+        {},
+        {"inputs": HIDDEN},
+        (2, 5, 8),
+        0,
     ),
     "relative_bias": (
-        layers.RelativePositionBias, {"num_heads": 2, "num_buckets": 8},
-        {"query": HIDDEN}, (1, 2, 5, 5), 1,
+        layers.RelativePositionBias,
+        {"num_heads": 2, "num_buckets": 8},
+        {"query": HIDDEN},
+        (1, 2, 5, 5),
+        1,
     ),
     "rotary": (
-        layers.RotaryEmbedding, {}, {"inputs": HEADS}, (2, 5, 2, 4), 0,
+        layers.RotaryEmbedding,
+        {},
+        {"inputs": HEADS},
+        (2, 5, 2, 4),
+        0,
     ),
 }
 
@@ -74,7 +110,10 @@ def test_tied_output_projection_contract(tmp_path):
     check_layer(
         layers.TokenEmbedding,
         {"vocabulary_size": 11, "hidden_dim": 8, "tie_weights": False},
-        {"inputs": hidden}, (2, 5, 11), 2, tmp_path,
+        {"inputs": hidden},
+        (2, 5, 11),
+        2,
+        tmp_path,
         call_kwargs={"reverse": True},
     )
 
@@ -84,6 +123,8 @@ def test_every_public_layer_is_covered_and_registered():
 
     covered = {case[0] for case in CASES.values()}
     assert set(layers.LAYERS) <= covered
-    for cls in layers.LAYERS + (keras_llm.blocks.EncoderBlock,
-                                keras_llm.blocks.DecoderBlock):
+    for cls in layers.LAYERS + (
+        keras_llm.blocks.EncoderBlock,
+        keras_llm.blocks.DecoderBlock,
+    ):
         assert keras.saving.get_registered_name(cls).startswith("keras_llm>")

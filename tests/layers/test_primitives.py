@@ -22,13 +22,17 @@ def test_sinusoidal_matches_formula_and_keras_hub():
     ours = to_numpy(layers.SinusoidalPositionEncoding()(x))
     positions = np.arange(7)[:, None]
     freq = 1.0 / 10000 ** (2 * (np.arange(10) // 2) / 10)
-    expected = np.where(np.arange(10) % 2 == 0, np.sin(positions * freq),
-                        np.cos(positions * freq))
+    expected = np.where(
+        np.arange(10) % 2 == 0,
+        np.sin(positions * freq),
+        np.cos(positions * freq),
+    )
     np.testing.assert_allclose(ours[1], expected, atol=1e-5)
     hub = to_numpy(keras_hub.layers.SinePositionEncoding()(x))
     np.testing.assert_allclose(ours, hub, atol=1e-5)
-    shifted = to_numpy(layers.SinusoidalPositionEncoding()(x[:, :2],
-                                                           start_index=5))
+    shifted = to_numpy(
+        layers.SinusoidalPositionEncoding()(x[:, :2], start_index=5)
+    )
     np.testing.assert_allclose(shifted, ours[:, 5:7], atol=1e-5)
 
 
@@ -37,13 +41,18 @@ def test_rotary_matches_keras_hub_and_preserves_norm():
     ours = to_numpy(layers.RotaryEmbedding()(x, start_index=2))
     hub = to_numpy(keras_hub.layers.RotaryEmbedding()(x, start_index=2))
     np.testing.assert_allclose(ours, hub, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(ours, axis=-1),
-                               np.linalg.norm(x, axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(ours, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5
+    )
     # Relative: <rot(q, m), rot(k, n)> depends on m - n only.
     q, k = x[:1, :1], x[1:, :1]
     rope = layers.RotaryEmbedding()
-    dot = lambda m, n: np.sum(to_numpy(rope(q, start_index=m))
-                              * to_numpy(rope(k, start_index=n)))
+
+    def dot(m, n):
+        return np.sum(
+            to_numpy(rope(q, start_index=m)) * to_numpy(rope(k, start_index=n))
+        )
+
     np.testing.assert_allclose(dot(3, 1), dot(10, 8), rtol=1e-4)
 
 
@@ -52,27 +61,41 @@ def test_position_embedding_start_index_slices_the_table():
     x = np.zeros((1, 3, 4), "float32")
     layer(x)
     table = to_numpy(layer.position_embeddings)
-    np.testing.assert_array_equal(to_numpy(layer(x, start_index=4))[0],
-                                  table[4:7])
+    np.testing.assert_array_equal(
+        to_numpy(layer(x, start_index=4))[0], table[4:7]
+    )
 
 
 @pytest.mark.parametrize(
     "activation,fn",
     [
         ("relu", lambda x: np.maximum(x, 0)),
-        ("gelu", lambda x: x * 0.5 * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))),
-        ("gelu_tanh", lambda x: 0.5 * x * (1 + np.tanh(
-            np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))),
+        (
+            "gelu",
+            lambda x: x * 0.5 * (1 + np.vectorize(math.erf)(x / np.sqrt(2))),
+        ),
+        (
+            "gelu_tanh",
+            lambda x: (
+                0.5
+                * x
+                * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+            ),
+        ),
         ("silu", lambda x: x / (1 + np.exp(-x))),
     ],
 )
 @pytest.mark.parametrize("gated", [False, True])
 def test_feedforward_formula(activation, fn, gated):
-    layer = layers.FeedForward(16, activation=activation,
-                               use_gated_activation=gated)
+    layer = layers.FeedForward(
+        16, activation=activation, use_gated_activation=gated
+    )
     x = RNG.normal(size=(2, 3, 8)).astype("float32")
     out = to_numpy(layer(x))
-    w = lambda dense: (to_numpy(dense.kernel), to_numpy(dense.bias))
+
+    def w(dense):
+        return to_numpy(dense.kernel), to_numpy(dense.bias)
+
     w0, b0 = w(layer.inner_dense)
     hidden = fn(x @ w0 + b0)
     if gated:
@@ -83,7 +106,9 @@ def test_feedforward_formula(activation, fn, gated):
 
 
 def test_feedforward_rejects_unknown_activation():
-    with pytest.raises(ValueError, match="activation.*Received: activation='tanh'"):
+    with pytest.raises(
+        ValueError, match="activation.*Received: activation='tanh'"
+    ):
         layers.FeedForward(8, activation="tanh")
 
 
@@ -93,8 +118,9 @@ def test_rms_normalization_formula_and_bf16_stability():
     layer(x)
     layer.scale.assign(RNG.normal(size=8).astype("float32"))
     expected = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6)
-    np.testing.assert_allclose(to_numpy(layer(x)),
-                               expected * to_numpy(layer.scale), rtol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(layer(x)), expected * to_numpy(layer.scale), rtol=1e-5
+    )
 
 
 def test_tied_embedding_reverse_is_transpose():
@@ -103,5 +129,6 @@ def test_tied_embedding_reverse_is_transpose():
     hidden = to_numpy(layer(ids))
     table = to_numpy(layer.embeddings)
     np.testing.assert_array_equal(hidden[0], table[[3, 7]])
-    np.testing.assert_allclose(to_numpy(layer(hidden, reverse=True)),
-                               hidden @ table.T, rtol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(layer(hidden, reverse=True)), hidden @ table.T, rtol=1e-5
+    )

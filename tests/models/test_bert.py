@@ -89,12 +89,14 @@ def test_backbone_matches_hugging_face_bert_model():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(outputs["sequence_output"])[real],
         expected.last_hidden_state.numpy()[real],
-        atol=1e-4, rtol=0,
+        atol=1e-4,
+        rtol=0,
     )
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(outputs["pooled_output"]),
         expected.pooler_output.numpy(),
-        atol=1e-4, rtol=0,
+        atol=1e-4,
+        rtol=0,
     )
 
 

@@ -89,7 +89,8 @@ def test_converter_accepts_base_model_and_reports_mismatches():
     # A GPT2Model checkpoint: the same names without `transformer.`.
     base = {
         k.removeprefix("transformer."): v
-        for k, v in weights.items() if k != "lm_head.weight"
+        for k, v in weights.items()
+        if k != "lm_head.weight"
     }
     backbone = GPT2Backbone(**TINY)
     load_gpt2_weights(backbone, base)
@@ -128,7 +129,9 @@ def test_cached_decoding_equals_full_forward():
     logits, _, cache = model.call_with_cache(ids[:, :2], cache, 0)
     steps = [keras.ops.convert_to_numpy(logits)]
     for i in range(2, 6):
-        logits, hidden, cache = model.call_with_cache(ids[:, i:i + 1], cache, i)
+        logits, hidden, cache = model.call_with_cache(
+            ids[:, i : i + 1], cache, i
+        )
         steps.append(keras.ops.convert_to_numpy(logits))
     assert tuple(hidden.shape) == (2, 1, TINY["hidden_dim"])
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-5)
@@ -174,7 +177,6 @@ def test_mixed_bfloat16_close_to_float32():
     assert np.abs(logits - expected).max() < 0.1 * np.abs(expected).max()
 
 
-
 def test_decode_step_compiles_once_with_xla():
     import tensorflow as tf
 
@@ -186,7 +188,7 @@ def test_decode_step_compiles_once_with_xla():
     cache = model.build_cache(ids, max_length=8)
     steps = []
     for i in range(3):
-        logits, _, cache = decode_step(ids[:, i:i + 1], cache, tf.constant(i))
+        logits, _, cache = decode_step(ids[:, i : i + 1], cache, tf.constant(i))
         steps.append(keras.ops.convert_to_numpy(logits))
     assert decode_step.experimental_get_tracing_count() == 1
     full = keras.ops.convert_to_numpy(model(inputs))

@@ -13,9 +13,12 @@ from keras_llm import models
 @pytest.mark.parametrize("arch", sorted(config_lib.MODEL_CONFIGS))
 def test_config_fields_equal_backbone_arguments(arch):
     backbone_cls, _ = models.ARCHITECTURES[arch]
-    fields = [f.name for f in dataclasses.fields(config_lib.MODEL_CONFIGS[arch])]
+    fields = [
+        f.name for f in dataclasses.fields(config_lib.MODEL_CONFIGS[arch])
+    ]
     params = [
-        name for name in inspect.signature(backbone_cls.__init__).parameters
+        name
+        for name in inspect.signature(backbone_cls.__init__).parameters
         if name not in ("self", "dtype", "kwargs")
     ]
     assert fields == params

@@ -25,10 +25,14 @@ TINY = dict(
     num_buckets=8,
     max_distance=20,
 )
-V1_0 = dict(activation="relu", use_gated_activation=False,
-            tie_embedding_weights=True)
-V1_1 = dict(activation="gelu_tanh", use_gated_activation=True,
-            tie_embedding_weights=False)
+V1_0 = dict(
+    activation="relu", use_gated_activation=False, tie_embedding_weights=True
+)
+V1_1 = dict(
+    activation="gelu_tanh",
+    use_gated_activation=True,
+    tie_embedding_weights=False,
+)
 
 
 def hf_t5(version_kwargs, seed=0):
@@ -47,7 +51,8 @@ def hf_t5(version_kwargs, seed=0):
         dropout_rate=0.0,
         layer_norm_epsilon=TINY["layer_norm_epsilon"],
         feed_forward_proj="gated-gelu"
-        if version_kwargs["use_gated_activation"] else "relu",
+        if version_kwargs["use_gated_activation"]
+        else "relu",
         tie_word_embeddings=version_kwargs["tie_embedding_weights"],
         decoder_start_token_id=0,
     )
@@ -161,16 +166,23 @@ def tiny_inputs(seed=0):
 
 @pytest.mark.parametrize("version", ["v1_0", "v1_1"])
 def test_cached_decoding_equals_full_forward(version):
-    model = T5Seq2SeqLM(T5Backbone(**TINY, **(V1_0 if version == "v1_0" else V1_1)))
+    model = T5Seq2SeqLM(
+        T5Backbone(**TINY, **(V1_0 if version == "v1_0" else V1_1))
+    )
     inputs = tiny_inputs()
     full = keras.ops.convert_to_numpy(model(inputs))
     _, cache, cross = model.build_cache(
-        inputs["encoder_token_ids"], inputs["encoder_padding_mask"], max_length=8
+        inputs["encoder_token_ids"],
+        inputs["encoder_padding_mask"],
+        max_length=8,
     )
     steps = []
     for i in range(5):
         logits, _, cache = model.call_with_cache(
-            inputs["decoder_token_ids"][:, i:i + 1], cache, i, cross,
+            inputs["decoder_token_ids"][:, i : i + 1],
+            cache,
+            i,
+            cross,
             inputs["encoder_padding_mask"],
         )
         steps.append(keras.ops.convert_to_numpy(logits))

@@ -45,7 +45,8 @@ def test_cached_decoding_equals_full_forward():
     inputs = tiny_inputs()
     full = to_numpy(model(inputs))
     _, cache, cross = model.build_cache(
-        inputs["encoder_token_ids"], inputs["encoder_padding_mask"],
+        inputs["encoder_token_ids"],
+        inputs["encoder_padding_mask"],
         max_length=8,
     )
     assert tuple(cache.shape) == (2, 2, 2, 8, 4, 8)  # (B, layers, 2, L, H, K)
@@ -58,7 +59,10 @@ def test_cached_decoding_equals_full_forward():
     steps = [to_numpy(logits)]
     for i in range(2, 5):
         logits, hidden, cache = model.call_with_cache(
-            dec_ids[:, i:i + 1], cache, i, cross,
+            dec_ids[:, i : i + 1],
+            cache,
+            i,
+            cross,
             inputs["encoder_padding_mask"],
         )
         steps.append(to_numpy(logits))
@@ -89,7 +93,9 @@ def test_embedding_is_shared_and_scaled():
     table = to_numpy(backbone.token_embedding.embeddings)
     position_0 = np.tile([0.0, 1.0], TINY["hidden_dim"] // 2)  # sin 0, cos 0
     np.testing.assert_allclose(
-        to_numpy(x)[0, 0], table[3] * 32**0.5 + position_0, rtol=1e-5,
+        to_numpy(x)[0, 0],
+        table[3] * 32**0.5 + position_0,
+        rtol=1e-5,
         atol=1e-6,
     )
 
@@ -136,7 +142,10 @@ def test_base_parameter_count():
     # Post-norm has no final layer norm. (Table 3 of the paper says "65M" for
     # base without giving the breakdown.)
     backbone = TransformerBackbone(
-        vocabulary_size=37000, num_layers=6, num_heads=8, hidden_dim=512,
+        vocabulary_size=37000,
+        num_layers=6,
+        num_heads=8,
+        hidden_dim=512,
         intermediate_dim=2048,
     )
     assert backbone.count_params() == 63_082_496

@@ -1,0 +1,263 @@
+"""The Python API: token ids in and out (`generate_ids`), texts in and out
+(`generate`).
+
+`generate_ids` pads each batch of prompts to a bucketed length (powers of
+two from 16, capped by the model's limit) and runs one `tf.function` per
+model and decoding setup, XLA-compiled by default: a new prompt length in
+the same bucket reuses the compiled program.
+"""
+
+import dataclasses
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from keras_llm.generation import decoders
+from keras_llm.generation.config import GenerationConfig
+from keras_llm.generation.search import decode
+
+MIN_BUCKET = 16
+DEFAULT_BATCH_SIZE = 32
+
+# model -> {(config, eos_id, pad_id, start_id, jit_compile): tf.function}
+_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def bucket_length(length, limit=None):
+    """The padded prompt length for a longest prompt of `length` tokens:
+    the next power of two, at least `MIN_BUCKET`, at most `limit`."""
+    bucket = MIN_BUCKET
+    while bucket < length:
+        bucket *= 2
+    if limit is not None:
+        bucket = max(min(bucket, limit), length)
+    return bucket
+
+
+def decoding_function(
+    model, config, *, eos_id, pad_id, start_id=None, jit_compile=True
+):
+    """The cached `tf.function(token_ids, padding_mask, seed)` that runs
+    `keras_llm.generation.decode` for this model and setup.
+
+    One function per (model, config less its seed, ids, `jit_compile`); it
+    traces (and compiles) once per input shape, so bucket the prompts.
+    """
+    key = (
+        dataclasses.replace(config, seed=None),
+        eos_id,
+        pad_id,
+        start_id,
+        bool(jit_compile),
+    )
+    functions = _FUNCTIONS.setdefault(model, {})
+    if key not in functions:
+        # A weak reference: the cache must not keep the model alive.
+        model_ref = weakref.ref(model)
+
+        def run(token_ids, padding_mask, seed):
+            return decode(
+                model_ref(),
+                token_ids,
+                padding_mask,
+                config,
+                eos_id=eos_id,
+                pad_id=pad_id,
+                start_id=start_id,
+                seed=seed,
+                pad_single_row=bool(jit_compile) and _on_cpu(),
+            )
+
+        functions[key] = tf.function(
+            run, jit_compile=bool(jit_compile), autograph=False
+        )
+    return functions[key]
+
+
+def _on_cpu():
+    return not tf.config.list_logical_devices("GPU")
+
+
+def _rows(token_ids):
+    """Prompts as a list of int32 numpy vectors."""
+    if isinstance(token_ids, tf.RaggedTensor):
+        token_ids = token_ids.to_list()
+    elif isinstance(token_ids, (tf.Tensor, np.ndarray)):
+        token_ids = np.asarray(token_ids)
+        if token_ids.ndim != 2:
+            raise ValueError(
+                "`token_ids` must be 2-D (B, T), ragged or a list of lists. "
+                f"Received: shape={token_ids.shape}"
+            )
+    return [np.asarray(row, dtype=np.int32).reshape(-1) for row in token_ids]
+
+
+def _prompt_limit(model, kind, config):
+    if kind != decoders.CAUSAL:
+        return None  # relative (T5) or sinusoidal positions: no table end
+    return model.backbone.max_sequence_length - config.max_new_tokens + 1
+
+
+def generate_ids(
+    model,
+    token_ids,
+    config=None,
+    *,
+    eos_id,
+    pad_id,
+    start_id=None,
+    jit_compile=True,
+    batch_size=DEFAULT_BATCH_SIZE,
+    bucket=True,
+):
+    """Generates new token ids for a batch of prompts.
+
+    Args:
+        model: `T5Seq2SeqLM`, `TransformerSeq2SeqLM` or `GPT2CausalLM`.
+        token_ids: the prompts: a list of id lists, an int
+            `tf.RaggedTensor` `(B, None)` or a dense `(B, T)` array (every
+            row taken whole). Seq2seq: the encoder input, EOS included if
+            the model was trained with it. Decoder-only: the prompt, at
+            least one id per row.
+        config: `GenerationConfig`. Defaults to greedy, 32 tokens.
+        eos_id: int or `None`. A row stops after this id.
+        pad_id: int. Pads the prompts and fills each row after its EOS.
+        start_id: int. Seq2seq decoder start; defaults to `pad_id`.
+        jit_compile: bool. Compile the whole decode loop with XLA.
+        batch_size: int. Prompts decoded together.
+        bucket: bool. Pad prompt lengths to powers of two (from 16), so
+            lengths in one bucket share a compiled program.
+
+    Returns:
+        int32 numpy `(B, max_new_tokens)`: the new tokens only (EOS
+        included), then `pad_id`.
+
+    Raises:
+        ValueError: a masked LM, a bad `token_ids`, an empty decoder-only
+            prompt, or a prompt too long for the model's position table.
+    """
+    config = GenerationConfig() if config is None else config
+    kind = decoders.model_kind(model)
+    decoders.decoder_for(model, pad_id)  # rejects masked LMs
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
+    rows = _rows(token_ids)
+    limit = _prompt_limit(model, kind, config)
+    for i, row in enumerate(rows):
+        if kind == decoders.CAUSAL and not len(row):
+            raise ValueError(
+                f"Prompt {i} is empty: a decoder-only model needs at least "
+                "one token to start from (e.g. the BOS id)."
+            )
+        if limit is not None and len(row) > limit:
+            raise ValueError(
+                f"Prompt {i} has {len(row)} tokens: with "
+                f"max_new_tokens={config.max_new_tokens} the model's "
+                f"{model.backbone.max_sequence_length} positions allow at "
+                f"most {limit}."
+            )
+    function = decoding_function(
+        model,
+        config,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        start_id=start_id,
+        jit_compile=jit_compile,
+    )
+    seed = config.seed
+    if seed is None and config.do_sample:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    outputs = []
+    for index, begin in enumerate(range(0, len(rows), batch_size)):
+        chunk = rows[begin : begin + batch_size]
+        longest = max(len(row) for row in chunk)
+        length = bucket_length(longest, limit) if bucket else max(longest, 1)
+        ragged = tf.RaggedTensor.from_row_lengths(
+            np.concatenate(chunk).astype(np.int32),
+            [len(row) for row in chunk],
+        )
+        ids, mask = decoders.pad_prompts(
+            ragged, pad_id, left=kind == decoders.CAUSAL, length=length
+        )
+        chunk_seed = tf.constant([seed or 0, index], tf.int32)
+        outputs.append(function(ids, mask, chunk_seed).numpy())
+    if not outputs:
+        return np.zeros([0, config.max_new_tokens], np.int32)
+    return np.concatenate(outputs)
+
+
+def _strip_after_eos(ids, eos_id, pad_id):
+    """EOS and everything after it become `pad_id` (so text ends there)."""
+    if eos_id is None:
+        return ids
+    after = np.cumsum(ids == eos_id, axis=1) > 0
+    return np.where(after, pad_id, ids)
+
+
+def detokenize(tokenizer, ids):
+    """Python strings of int ids `(B, T)` (pads dropped)."""
+    texts = tokenizer.detokenize(tf.constant(ids, tf.int32)).numpy()
+    return [text.decode("utf-8", errors="replace") for text in texts]
+
+
+def as_list(texts):
+    """A list of texts from a list or one str."""
+    return [texts] if isinstance(texts, str) else list(texts)
+
+
+def generate(
+    model,
+    tokenizer,
+    texts,
+    config=None,
+    *,
+    task_prefix="",
+    jit_compile=True,
+    batch_size=DEFAULT_BATCH_SIZE,
+):
+    """Generates a text for each prompt.
+
+    Seq2seq models read `task_prefix + text` followed by EOS (as the training
+    pipeline builds encoder inputs); decoder-only models continue the prompt
+    (an empty prompt starts from the BOS id). Only the new text is returned.
+
+    Args:
+        model: `T5Seq2SeqLM`, `TransformerSeq2SeqLM` or `GPT2CausalLM`.
+        tokenizer: the model's `keras_llm.data.tokenizer.Tokenizer`.
+        texts: list of str (or one str).
+        config: `GenerationConfig`. Defaults to greedy, 32 tokens.
+        task_prefix: str. Seq2seq: put before every text (the run's
+            `data.task_prefix`).
+        jit_compile: bool. Compile the decode loop with XLA.
+        batch_size: int. Prompts decoded together.
+
+    Returns:
+        list of str, one per prompt.
+    """
+    kind = decoders.model_kind(model)
+    texts = as_list(texts)
+    if not texts:
+        return []
+    prefix = task_prefix if kind == decoders.SEQ2SEQ else ""
+    ragged = tokenizer.tokenize(tf.constant([prefix + t for t in texts]))
+    rows = [list(row) for row in ragged.to_list()]
+    eos_id = tokenizer.eos_id
+    if kind == decoders.SEQ2SEQ and eos_id is not None:
+        rows = [row + [eos_id] for row in rows]
+    if kind == decoders.CAUSAL:
+        start = tokenizer.bos_id if tokenizer.bos_id is not None else eos_id
+        if start is not None:
+            rows = [row or [start] for row in rows]
+    ids = generate_ids(
+        model,
+        rows,
+        config,
+        eos_id=eos_id,
+        pad_id=tokenizer.pad_id,
+        jit_compile=jit_compile,
+        batch_size=batch_size,
+    )
+    return detokenize(
+        tokenizer, _strip_after_eos(ids, eos_id, tokenizer.pad_id)
+    )

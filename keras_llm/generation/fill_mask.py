@@ -1,0 +1,97 @@
+"""Fill-mask for masked language models (BERT)."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_llm.generation import decoders
+from keras_llm.generation.api import DEFAULT_BATCH_SIZE
+from keras_llm.generation.api import as_list
+from keras_llm.generation.api import bucket_length
+from keras_llm.generation.api import detokenize
+
+
+def fill_mask(
+    model, tokenizer, texts, top_k=5, *, batch_size=DEFAULT_BATCH_SIZE
+):
+    """Predicts the tokens behind each `[MASK]` (BERT).
+
+    Args:
+        model: `BertMaskedLM`.
+        tokenizer: its `WordPieceTokenizer`.
+        texts: list of str (or one str), each with at least one `[MASK]`.
+        top_k: int. Candidates per mask.
+        batch_size: int. Texts run together.
+
+    Returns:
+        One dict per text: `output`, the text with every mask replaced by
+        its best candidate (as the tokenizer detokenizes); `candidates`, per
+        mask in order, a list of `top_k` dicts `{"token", "token_id",
+        "score"}` (softmax probability), best first.
+
+    Raises:
+        ValueError: not a masked LM, a text without `[MASK]`, or a bad
+            `top_k`.
+    """
+    if decoders.model_kind(model) != decoders.MASKED:
+        raise ValueError(
+            f"fill_mask needs a masked language model (BertMaskedLM). "
+            f"Received: {type(model).__name__}; use `generate` instead."
+        )
+    vocabulary_size = model.backbone.vocabulary_size
+    if not isinstance(top_k, int) or not 1 <= top_k <= vocabulary_size:
+        raise ValueError(
+            f"`top_k` must be an int in [1, {vocabulary_size}]. Received: "
+            f"top_k={top_k!r}"
+        )
+    texts = as_list(texts)
+    limit = model.backbone.max_sequence_length
+    ragged = tokenizer.tokenize(tf.constant(texts)) if texts else None
+    rows = []
+    for i, row in enumerate(ragged.to_list() if texts else []):
+        row = [tokenizer.cls_id, *row[: limit - 2], tokenizer.sep_id]
+        if tokenizer.mask_id not in row:
+            raise ValueError(
+                f"Text {i} has no [MASK] to fill (within the model's {limit} "
+                f"positions): {texts[i]!r}"
+            )
+        rows.append(row)
+    results = []
+    for begin in range(0, len(rows), batch_size):
+        chunk = rows[begin : begin + batch_size]
+        length = bucket_length(max(map(len, chunk)), limit)
+        ragged = tf.ragged.constant(chunk, dtype=tf.int32)
+        ids, mask = decoders.pad_prompts(
+            ragged, tokenizer.pad_id, length=length
+        )
+        logits = model(
+            {
+                "token_ids": ids,
+                "padding_mask": mask,
+                "segment_ids": tf.zeros_like(ids),
+            },
+            training=False,
+        )
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        scores, best = tf.math.top_k(probs, k=top_k)  # (B, T, k)
+        scores, best = scores.numpy(), best.numpy()
+        for b, row in enumerate(chunk):
+            positions = [
+                i for i, id_ in enumerate(row) if id_ == tokenizer.mask_id
+            ]
+            pieces = detokenize(tokenizer, best[b, positions].reshape(-1, 1))
+            filled = np.array(row)
+            filled[positions] = best[b, positions, 0]
+            candidates = [
+                [
+                    {
+                        "token": pieces[m * top_k + j],
+                        "token_id": int(best[b, p, j]),
+                        "score": float(scores[b, p, j]),
+                    }
+                    for j in range(top_k)
+                ]
+                for m, p in enumerate(positions)
+            ]
+            output = detokenize(tokenizer, filled[None, 1:-1])[0]
+            results.append({"output": output, "candidates": candidates})
+    return results

@@ -1,0 +1,308 @@
+"""`kllm export`: layout, TF Serving-style loading in a fresh process that
+never imports keras_llm, op allowlist, bad input, and errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+import keras_llm
+from keras_llm import config as config_lib
+from keras_llm import rundir
+from keras_llm.cli.main import cli
+from keras_llm.data import sources
+from keras_llm.data import tokenizer as tokenizer_lib
+from keras_llm.generation import GenerationConfig
+from keras_llm.generation import generate
+
+SERVING = os.path.join(os.path.dirname(__file__), "serving")
+PROMPTS = ["The for loop", "Python", "a", "while True: pass and more words"]
+NEW_TOKENS = 6
+
+
+def make_run_dir(path, zoo_name, tokenizer_kind="sentencepiece"):
+    """A run dir with random weights whose greedy output never stops early:
+    the EOS/pad rows of the tied embedding are zeroed."""
+    cfg = config_lib.load_config(config_lib.zoo_path(zoo_name))
+    texts = sources.pydoc_documents()[:400]
+    tokenizer_dir = os.path.join(path, "tokenizer")
+    if tokenizer_kind == "sentencepiece":
+        tokenizer = tokenizer_lib.train_sentencepiece(
+            texts,
+            cfg.model.vocabulary_size,
+            tokenizer_dir,
+            num_sentinels=cfg.data.num_sentinels,
+            seed=0,
+        )
+    else:
+        tokenizer = tokenizer_lib.train_wordpiece(
+            texts, cfg.model.vocabulary_size, tokenizer_dir
+        )
+    model = keras_llm.build(cfg)
+    table = model.backbone.token_embedding.embeddings
+    values = table.numpy()
+    for special in {tokenizer.pad_id, tokenizer.eos_id} - {None}:
+        values[special] = 0.0
+    table.assign(values)
+    rundir.write_config(cfg, path)
+    rundir.save_model(model, path)
+    return path
+
+
+def run_client(script, *args):
+    """A fresh process with only tensorflow + tensorflow_text imported."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(SERVING, script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "keras_llm" not in result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def session_run(export_dir, requests, tmp_path):
+    path = tmp_path / "requests.json"
+    path.write_text(json.dumps(requests))
+    return run_client("session_client.py", export_dir, str(path))
+
+
+@pytest.fixture(scope="module")
+def t5_export(tmp_path_factory):
+    base = tmp_path_factory.mktemp("t5")
+    run_dir = make_run_dir(str(base / "t5_run"), "t5_tiny")
+    out = str(base / "models")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            run_dir,
+            "--out",
+            out,
+            "--name",
+            "t5",
+            "--max-new-tokens",
+            str(NEW_TOKENS),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return run_dir, out, os.path.join(out, "t5", "1")
+
+
+def library_outputs(run_dir, texts, jit_compile=False):
+    model = keras_llm.load(run_dir)
+    tokenizer = tokenizer_lib.load_tokenizer(os.path.join(run_dir, "tokenizer"))
+    return generate(
+        model,
+        tokenizer,
+        texts,
+        GenerationConfig(max_new_tokens=NEW_TOKENS),
+        jit_compile=jit_compile,
+    )
+
+
+def test_layout_metadata_and_models_config(t5_export):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    _, out, export_dir = t5_export
+    assert sorted(os.listdir(os.path.join(out, "t5"))) == ["1"]  # no temp
+    for name in ("saved_model.pb", "variables", "assets.extra"):
+        assert os.path.exists(os.path.join(export_dir, name))
+    with open(
+        os.path.join(export_dir, "assets.extra", "keras_llm_export.json")
+    ) as f:
+        metadata = json.load(f)
+    assert metadata["generation"]["max_new_tokens"] == NEW_TOKENS
+    assert metadata["xla"] is False
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(os.path.join(out, "models.config")) as f:
+        text_format.Parse(f.read(), config)
+    (entry,) = config.model_config_list.config
+    assert entry.name == "t5" and entry.model_platform == "tensorflow"
+    assert entry.base_path == os.path.abspath(os.path.join(out, "t5"))
+
+
+def test_c_api_serving_equals_kllm_generate(t5_export):
+    run_dir, _, export_dir = t5_export
+    served = run_client(
+        "c_api_client.py",
+        export_dir,
+        "serving_default",
+        json.dumps({"inputs": PROMPTS}),
+    )["outputs"]
+    expected = library_outputs(run_dir, PROMPTS, jit_compile=True)
+    assert served == expected
+    assert all(served), served  # real text came back
+    result = CliRunner().invoke(
+        cli,
+        ["generate", run_dir, *PROMPTS, "--max-new-tokens", str(NEW_TOKENS)],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-len(PROMPTS) :] == served
+
+
+def test_session_loader_signatures_and_op_allowlist(t5_export, tmp_path):
+    run_dir, _, export_dir = t5_export
+    model = keras_llm.load(run_dir)
+    tokenizer = tokenizer_lib.load_tokenizer(os.path.join(run_dir, "tokenizer"))
+    ids = [[5, 6, 7, tokenizer.eos_id], [8, tokenizer.eos_id, 0, 0]]
+    mask = [[1, 1, 1, 1], [1, 1, 0, 0]]
+    reply = session_run(
+        export_dir,
+        [
+            {"signature": "serving_default", "inputs": {"inputs": PROMPTS}},
+            {
+                "signature": "generate_ids",
+                "inputs": {"token_ids": ids, "padding_mask": mask},
+            },
+            {
+                "signature": "score",
+                "inputs": {
+                    "inputs": ["The for loop"],
+                    "targets": ["statement"],
+                },
+            },
+        ],
+        tmp_path,
+    )
+    served, generated, scored = reply["results"]
+    assert served["outputs"] == library_outputs(run_dir, PROMPTS)
+    from keras_llm.generation import generate_ids
+
+    expected_ids = generate_ids(
+        model,
+        [row[: sum(m)] for row, m in zip(ids, mask)],
+        GenerationConfig(max_new_tokens=NEW_TOKENS),
+        eos_id=tokenizer.eos_id,
+        pad_id=tokenizer.pad_id,
+        jit_compile=False,
+    )
+    np.testing.assert_array_equal(generated["token_ids"], expected_ids)
+    # score == log p(target | input) computed from the Keras model.
+    source = list(tokenizer.tokenize(tf.constant(["The for loop"]))[0].numpy())
+    target = list(tokenizer.tokenize(tf.constant(["statement"]))[0].numpy())
+    source, target = source + [tokenizer.eos_id], target + [tokenizer.eos_id]
+    logits = model(
+        {
+            "encoder_token_ids": np.array([source]),
+            "encoder_padding_mask": np.ones((1, len(source)), "int32"),
+            "decoder_token_ids": np.array([[tokenizer.pad_id] + target[:-1]]),
+            "decoder_padding_mask": np.ones((1, len(target)), "int32"),
+        }
+    )
+    log_probs = tf.nn.log_softmax(logits[0]).numpy()
+    expected = sum(log_probs[i, t] for i, t in enumerate(target))
+    np.testing.assert_allclose(scored["log_likelihood"], [expected], rtol=1e-4)
+    assert scored["num_tokens"] == [len(target)]
+    # Only core TF and TF Text ops; no XLA cluster, no Python.
+    ops = set(reply["ops"])
+    allowed = set(reply["core_ops"]) | set(reply["text_ops"])
+    assert ops <= allowed, ops - allowed
+    assert ops & set(reply["text_ops"])  # the tokenizer is in the graph
+    assert not [op for op in ops if op.startswith("Xla") or "PyFunc" in op]
+    assert reply["xla_functions"] == []
+    assert {"serving_default", "generate_ids", "score"} <= set(
+        reply["signatures"]
+    )
+
+
+def test_every_warmup_record_parses_and_runs(t5_export, tmp_path):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, _, export_dir = t5_export
+    path = os.path.join(
+        export_dir, "assets.extra", "tf_serving_warmup_requests"
+    )
+    requests = []
+    for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        request = log.predict_log.request
+        assert request.model_spec.name == "t5"
+        texts = tf.make_ndarray(request.inputs["inputs"])
+        requests.append(
+            {
+                "signature": request.model_spec.signature_name,
+                "inputs": {"inputs": [t.decode() for t in texts]},
+            }
+        )
+    assert len(requests) >= 2
+    results = session_run(export_dir, requests, tmp_path)["results"]
+    for request, result in zip(requests, results):
+        assert len(result["outputs"]) == len(request["inputs"]["inputs"])
+
+
+def test_served_model_survives_bad_input(t5_export):
+    _, _, export_dir = t5_export
+    bad = ["", "x" * 10_000, "\udcff\udcfe not utf-8 \udcc3"]
+    batch = bad + [("word " * (i % 17)).strip() for i in range(61)]
+    outputs = run_client(
+        "c_api_client.py",
+        export_dir,
+        "serving_default",
+        json.dumps({"inputs": batch}),
+    )["outputs"]
+    assert len(outputs) == 64
+    assert outputs[3 + 1] == outputs[3 + 18]  # same prompt, same output
+
+
+def test_gpt2_export_serves(tmp_path):
+    run_dir = make_run_dir(str(tmp_path / "gpt2"), "gpt2_tiny")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            run_dir,
+            "--out",
+            str(tmp_path / "models"),
+            "--max-new-tokens",
+            str(NEW_TOKENS),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    export_dir = str(tmp_path / "models" / "gpt2" / "1")
+    served = run_client(
+        "c_api_client.py",
+        export_dir,
+        "serving_default",
+        json.dumps({"inputs": PROMPTS + [""]}),
+    )["outputs"]
+    assert served[: len(PROMPTS)] == library_outputs(run_dir, PROMPTS)
+    assert len(served) == len(PROMPTS) + 1
+
+
+def test_export_errors_leave_nothing_half_written(t5_export, tmp_path):
+    run_dir, out, export_dir = t5_export
+    before = sorted(os.listdir(os.path.join(out, "t5")))
+    stamp = os.path.getmtime(os.path.join(export_dir, "saved_model.pb"))
+    runner = CliRunner()
+    existing = runner.invoke(
+        cli, ["export", run_dir, "--out", out, "--name", "t5", "--version", "1"]
+    )
+    assert existing.exit_code == 1
+    assert "already exists: pass --overwrite" in existing.output
+    missing = runner.invoke(
+        cli, ["export", str(tmp_path / "nope"), "--out", out]
+    )
+    assert missing.exit_code == 1 and "Run directory not found" in (
+        missing.output
+    )
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    unwritable = runner.invoke(
+        cli, ["export", run_dir, "--out", str(blocker / "models")]
+    )
+    assert unwritable.exit_code == 1 and "Cannot write" in unwritable.output
+    for result in (existing, missing, unwritable):
+        assert "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert sorted(os.listdir(os.path.join(out, "t5"))) == before
+    assert os.path.getmtime(os.path.join(export_dir, "saved_model.pb")) == stamp
+    assert blocker.read_text() == "x"
