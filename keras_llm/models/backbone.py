@@ -36,6 +36,45 @@ class Backbone(keras.Model):
         return cls(**config)
 
 
+SEQ2SEQ_INPUTS = (
+    "encoder_token_ids",
+    "encoder_padding_mask",
+    "decoder_token_ids",
+    "decoder_padding_mask",
+)
+
+
+class Seq2SeqBackbone(Backbone):
+    """An encoder-decoder backbone: subclasses define `_encode(token_ids,
+    padding_mask, training)` and `_decode(token_ids, padding_mask,
+    encoder_output, encoder_padding_mask, training)`, create their layers,
+    then call `_init_seq2seq_graph`."""
+
+    def _init_seq2seq_graph(self, dtype=None, **kwargs):
+        inputs = {
+            name: keras.Input((None,), dtype="int32", name=name)
+            for name in SEQ2SEQ_INPUTS
+        }
+        encoder_output = self._encode(
+            inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
+        )
+        decoder_output = self._decode(
+            inputs["decoder_token_ids"],
+            inputs["decoder_padding_mask"],
+            encoder_output,
+            inputs["encoder_padding_mask"],
+        )
+        super().__init__(
+            inputs=inputs,
+            outputs={
+                "encoder_sequence_output": encoder_output,
+                "decoder_sequence_output": decoder_output,
+            },
+            dtype=dtype,
+            **kwargs,
+        )
+
+
 class Task(keras.Model):
     """Base of task models (`*Seq2SeqLM`, `*CausalLM`, ...): wraps a
     backbone."""

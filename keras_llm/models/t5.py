@@ -13,12 +13,12 @@ from keras_llm.blocks import EncoderBlock
 from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.normalization import RMSNormalization
 from keras_llm.layers.position import RelativePositionBias
-from keras_llm.models.backbone import Backbone
+from keras_llm.models.backbone import Seq2SeqBackbone
 from keras_llm.models.backbone import Seq2SeqTask
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class T5Backbone(Backbone):
+class T5Backbone(Seq2SeqBackbone):
     """T5 encoder-decoder backbone.
 
     Args:
@@ -158,38 +158,7 @@ class T5Backbone(Backbone):
         self.decoder_final_dropout = dropout_layer("decoder_final_dropout")
 
         # === Functional Model ===
-        inputs = {
-            "encoder_token_ids": keras.Input(
-                (None,), dtype="int32", name="encoder_token_ids"
-            ),
-            "encoder_padding_mask": keras.Input(
-                (None,), dtype="int32", name="encoder_padding_mask"
-            ),
-            "decoder_token_ids": keras.Input(
-                (None,), dtype="int32", name="decoder_token_ids"
-            ),
-            "decoder_padding_mask": keras.Input(
-                (None,), dtype="int32", name="decoder_padding_mask"
-            ),
-        }
-        encoder_output = self._encode(
-            inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
-        )
-        decoder_output = self._decode(
-            inputs["decoder_token_ids"],
-            inputs["decoder_padding_mask"],
-            encoder_output,
-            inputs["encoder_padding_mask"],
-        )
-        super().__init__(
-            inputs=inputs,
-            outputs={
-                "encoder_sequence_output": encoder_output,
-                "decoder_sequence_output": decoder_output,
-            },
-            dtype=dtype,
-            **kwargs,
-        )
+        self._init_seq2seq_graph(dtype=dtype, **kwargs)
 
         # === Config ===
         self.vocabulary_size = vocabulary_size

@@ -14,12 +14,12 @@ from keras_llm.blocks import DecoderBlock
 from keras_llm.blocks import EncoderBlock
 from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.position import SinusoidalPositionEncoding
-from keras_llm.models.backbone import Backbone
+from keras_llm.models.backbone import Seq2SeqBackbone
 from keras_llm.models.backbone import Seq2SeqTask
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class TransformerBackbone(Backbone):
+class TransformerBackbone(Seq2SeqBackbone):
     """Encoder-decoder Transformer backbone ("base": 6 layers, D=512, 8 heads,
     F=2048).
 
@@ -115,33 +115,7 @@ class TransformerBackbone(Backbone):
         ]
 
         # === Functional Model ===
-        inputs = {
-            name: keras.Input((None,), dtype="int32", name=name)
-            for name in (
-                "encoder_token_ids",
-                "encoder_padding_mask",
-                "decoder_token_ids",
-                "decoder_padding_mask",
-            )
-        }
-        encoder_output = self._encode(
-            inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
-        )
-        decoder_output = self._decode(
-            inputs["decoder_token_ids"],
-            inputs["decoder_padding_mask"],
-            encoder_output,
-            inputs["encoder_padding_mask"],
-        )
-        super().__init__(
-            inputs=inputs,
-            outputs={
-                "encoder_sequence_output": encoder_output,
-                "decoder_sequence_output": decoder_output,
-            },
-            dtype=dtype,
-            **kwargs,
-        )
+        self._init_seq2seq_graph(dtype=dtype, **kwargs)
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
