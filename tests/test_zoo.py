@@ -49,6 +49,7 @@ def test_zoo_file_names_its_paper(path):
 EXPECTED_PARAMETERS = {
     "t5_small": 60_506_624,  # the released t5-small
     "t5_base": 222_903_552,  # the released t5-base
+    "t5_tiny": 181_248,  # toy size, for CPU runs and tests
     "t5_v1_1_small": 76_961_152,  # google/t5-v1_1-small (untied lm_head)
     "gpt2_small": 124_439_808,  # GPT2LMHeadModel (gpt2)
     "gpt2_tiny": 141_056,  # GPT2LMHeadModel of the same shape
@@ -90,3 +91,7 @@ def test_kllm_zoo_show_end_to_end():
     assert "vocabulary_size: 256" in result.output
     assert "encoder_block_0" in result.output
     assert "181,248 parameters" in result.output
+
+
+def test_every_zoo_file_has_its_parameter_count_checked():
+    assert set(config.zoo_names()) == set(EXPECTED_PARAMETERS)

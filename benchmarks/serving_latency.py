@@ -1,0 +1,125 @@
+"""Latency of an exported T5-small through TF Serving's loading path.
+
+Builds a T5-small-shaped run dir (random weights; EOS never wins, so every
+request generates exactly --max-new-tokens), exports it with `kllm export`
+(greedy, no XLA), then times `serving_default` in a fresh process that
+imports only tensorflow + tensorflow_text and loads with the TF1 session
+loader (what TF Serving's C++ loader does), beside keras_llm's in-process
+`generate` (with and without XLA) in the same run.
+
+    python benchmarks/serving_latency.py [--max-new-tokens 32] [--repeats 5]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CLIENT = r"""
+import json, statistics, sys, time
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+path, batches, repeats = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+    signature = meta.signature_def["serving_default"]
+    feed = signature.inputs["inputs"].name
+    fetch = signature.outputs["outputs"].name
+    result = {}
+    for batch in batches:
+        session.run(fetch, {feed: batch})  # warm up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(fetch, {feed: batch})
+            times.append(time.perf_counter() - start)
+        result[str(len(batch))] = statistics.median(times)
+print(json.dumps(result))
+"""
+
+
+def build_run_dir(path):
+    import keras_llm
+    from keras_llm import config as config_lib
+    from keras_llm import rundir
+    from keras_llm.data import sources
+    from keras_llm.data import tokenizer as tokenizer_lib
+
+    cfg = config_lib.load_config(config_lib.zoo_path("t5_small"))
+    tokenizer = tokenizer_lib.train_sentencepiece(
+        sources.pydoc_documents(),
+        8000,
+        os.path.join(path, "tokenizer"),
+        num_sentinels=100,
+        seed=0,
+    )
+    model = keras_llm.build(cfg)
+    table = model.backbone.token_embedding.embeddings
+    values = table.numpy()
+    values[[tokenizer.pad_id, tokenizer.eos_id]] = 0.0
+    table.assign(values)
+    rundir.write_config(cfg, path)
+    rundir.save_model(model, path)
+    return model, tokenizer
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from keras_llm import export
+    from keras_llm.generation import GenerationConfig
+    from keras_llm.generation import generate
+
+    work = tempfile.mkdtemp(prefix="kllm_latency_")
+    run_dir = os.path.join(work, "t5_small")
+    model, tokenizer = build_run_dir(run_dir)
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens)
+    export_dir = export.export(
+        run_dir, os.path.join(work, "models"), config=config
+    )
+    prompt = "The for statement is used to iterate over the elements of a"
+    batches = [[prompt], [prompt] * 8]
+    rows = []
+    for batch in batches:
+        for jit in (False, True):
+            generate(model, tokenizer, batch, config, jit_compile=jit)
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                generate(model, tokenizer, batch, config, jit_compile=jit)
+                times.append(time.perf_counter() - start)
+            name = "keras_llm generate" + (" (XLA)" if jit else "")
+            rows.append((name, len(batch), statistics.median(times)))
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLIENT,
+            export_dir,
+            json.dumps(batches),
+            str(args.repeats),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for size, seconds in json.loads(served.stdout.splitlines()[-1]).items():
+        rows.append(("export, TF1 session loader", int(size), seconds))
+    print(f"T5-small shapes, greedy, {args.max_new_tokens} new tokens")
+    print(f"{'path':32s} {'batch':>5s} {'latency':>10s} {'new tokens/s':>13s}")
+    for name, size, seconds in sorted(rows, key=lambda r: (r[1], r[0])):
+        rate = size * args.max_new_tokens / seconds
+        print(f"{name:32s} {size:5d} {seconds * 1e3:8.0f} ms {rate:13.0f}")
+
+
+if __name__ == "__main__":
+    main()
