@@ -36,8 +36,8 @@ def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
 
     The decoding options are fixed into the served graph.
     """
+    config = options.generation_config(decoding)
     with options.library_errors(debug):
-        config = options.generation_config(decoding)
         from keras_llm import export as export_lib
 
         path = export_lib.export(

@@ -102,18 +102,19 @@ def describe_result(result) -> str:
 
 def generation_options(function):
     """The decoding options shared by `generate` and `export` (Hugging Face's
-    names); the command receives them as keyword arguments."""
+    names); the command receives them as keyword arguments and turns them
+    into a `GenerationConfig` with `generation_config`."""
     decorators = [
         click.option(
             "--max-new-tokens",
-            type=int,
+            type=click.IntRange(min=1),
             default=32,
             show_default=True,
-            help="Tokens generated per prompt, EOS included.",
+            help="Tokens to generate per prompt, EOS included.",
         ),
         click.option(
             "--num-beams",
-            type=int,
+            type=click.IntRange(min=1),
             default=1,
             show_default=True,
             help="Beam search with this many beams (1: none).",
@@ -123,12 +124,14 @@ def generation_options(function):
             type=float,
             default=1.0,
             show_default=True,
-            help="Beam search: score = log p / length**penalty.",
+            help="Beam search: score / length ** penalty (> 0 "
+            "favours longer outputs).",
         ),
         click.option(
             "--early-stopping",
             is_flag=True,
-            help="Beam search: stop once num_beams hypotheses end.",
+            help="Beam search: stop a prompt as soon as "
+            "--num-beams hypotheses are finished.",
         ),
         click.option(
             "--do-sample",
@@ -140,27 +143,28 @@ def generation_options(function):
             type=float,
             default=1.0,
             show_default=True,
-            help="Sampling temperature.",
+            help="Sampling temperature (> 0).",
         ),
         click.option(
             "--top-k",
-            type=int,
-            default=0,
-            show_default=True,
-            help="Sampling: keep the k most likely tokens (0: all).",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Sampling: keep the k most likely tokens (0: "
+            "all). BERT run dirs: candidates per [MASK] (default "
+            "5).",
         ),
         click.option(
             "--top-p",
             type=float,
             default=1.0,
             show_default=True,
-            help="Sampling: nucleus probability mass (1.0: all).",
+            help="Sampling: nucleus probability mass in (0, 1].",
         ),
         click.option(
             "--seed",
-            type=int,
+            type=click.IntRange(min=0, max=2**31 - 1),
             default=None,
-            help="Sampling: the same seed gives the same sample.",
+            help="Sampling seed (same seed, same sample).",
         ),
     ]
     for decorator in reversed(decorators):
@@ -181,10 +185,15 @@ GENERATION_KEYS = (
 )
 
 
-def generation_config(kwargs: dict):
-    """Pops the `generation_options` out of a command's kwargs into a
-    `GenerationConfig` (its ValueError names the bad option)."""
+def generation_config(values: dict, ignore_top_k: bool = False):
+    """A `GenerationConfig` from the `generation_options` values (`top_k`
+    None means 0; `ignore_top_k` for BERT, where --top-k counts fill-mask
+    candidates); a bad combination is a usage error (exit 2)."""
     from keras_llm.generation.config import GenerationConfig
 
-    values = {key: kwargs.pop(key) for key in GENERATION_KEYS}
-    return GenerationConfig(**values)
+    values = {key: values[key] for key in GENERATION_KEYS}
+    values["top_k"] = 0 if ignore_top_k else values["top_k"] or 0
+    try:
+        return GenerationConfig(**values)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
