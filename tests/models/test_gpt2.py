@@ -1,12 +1,10 @@
 """GPT-2: parity with Hugging Face transformers, cache, save/load."""
 
+import keras  # noqa: E402
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-import keras  # noqa: E402
+import torch
+import transformers
 
 from keras_llm.convert.gpt2 import load_gpt2_weights  # noqa: E402
 from keras_llm.models import GPT2Backbone  # noqa: E402

@@ -1,12 +1,10 @@
 """T5: parity with Hugging Face transformers, cache, save/load."""
 
+import keras  # noqa: E402
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-import keras  # noqa: E402
+import torch
+import transformers
 
 from keras_llm.convert.t5 import load_t5_weights  # noqa: E402
 from keras_llm.layers.position import relative_position_bucket  # noqa: E402
