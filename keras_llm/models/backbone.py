@@ -1,5 +1,7 @@
 """Plumbing shared by backbones (functional models wrapped in a subclass)."""
 
+import inspect
+
 import keras
 from keras import ops
 
@@ -9,11 +11,20 @@ class Backbone(keras.Model):
 
     Subclasses create their layers, wire a functional graph over dict inputs,
     call `super().__init__(inputs=..., outputs=..., ...)`, then store their
-    constructor arguments as attributes and list them in `CONFIG_KEYS`, so
-    `get_config` cannot drift from `__init__`.
+    constructor arguments as same-name attributes. `get_config` reads the
+    argument names from the `__init__` signature, so it cannot drift.
     """
 
-    CONFIG_KEYS = ()
+    @classmethod
+    def config_keys(cls):
+        """The constructor's model arguments (not `dtype` / `**kwargs`)."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return [
+            name
+            for name, parameter in parameters.items()
+            if name not in ("self", "dtype")
+            and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        ]
 
     def __init__(self, *args, dtype=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -25,7 +36,7 @@ class Backbone(keras.Model):
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
         config["dtype"] = keras.dtype_policies.serialize(self.dtype_policy)
-        config.update({key: getattr(self, key) for key in self.CONFIG_KEYS})
+        config.update({key: getattr(self, key) for key in self.config_keys()})
         return config
 
     @classmethod

@@ -57,18 +57,6 @@ class BertBackbone(Backbone):
         - [Devlin et al., 2019](https://arxiv.org/abs/1810.04805)
     """
 
-    CONFIG_KEYS = (
-        "vocabulary_size",
-        "num_layers",
-        "num_heads",
-        "hidden_dim",
-        "intermediate_dim",
-        "dropout",
-        "max_sequence_length",
-        "num_segments",
-        "layer_norm_epsilon",
-    )
-
     def __init__(
         self,
         vocabulary_size,

@@ -53,17 +53,6 @@ class GPT2Backbone(Backbone):
         - [Radford et al., 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)
     """
 
-    CONFIG_KEYS = (
-        "vocabulary_size",
-        "num_layers",
-        "num_heads",
-        "hidden_dim",
-        "intermediate_dim",
-        "dropout",
-        "max_sequence_length",
-        "layer_norm_epsilon",
-    )
-
     def __init__(
         self,
         vocabulary_size,

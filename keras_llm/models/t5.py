@@ -54,22 +54,6 @@ class T5Backbone(Seq2SeqBackbone):
         - [Raffel et al., 2020](https://arxiv.org/abs/1910.10683)
     """
 
-    CONFIG_KEYS = (
-        "vocabulary_size",
-        "num_layers",
-        "num_heads",
-        "hidden_dim",
-        "intermediate_dim",
-        "key_value_dim",
-        "dropout",
-        "activation",
-        "use_gated_activation",
-        "layer_norm_epsilon",
-        "tie_embedding_weights",
-        "num_buckets",
-        "max_distance",
-    )
-
     def __init__(
         self,
         vocabulary_size,

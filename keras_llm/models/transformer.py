@@ -52,16 +52,6 @@ class TransformerBackbone(Seq2SeqBackbone):
         - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
     """
 
-    CONFIG_KEYS = (
-        "vocabulary_size",
-        "num_layers",
-        "num_heads",
-        "hidden_dim",
-        "intermediate_dim",
-        "dropout",
-        "layer_norm_epsilon",
-    )
-
     def __init__(
         self,
         vocabulary_size,
