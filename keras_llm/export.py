@@ -52,14 +52,7 @@ def _versions(model_dir):
 
 def _check_target(out_dir, name, version, overwrite):
     """The target folder; errors before any work if it cannot be written."""
-    probe = os.path.abspath(out_dir)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(
-            f"Cannot write the export to {out_dir}: {probe} is not a "
-            "writable directory."
-        )
+    rundir.check_writable(out_dir, "the export to")
     if version is None:
         version = (_versions(os.path.join(out_dir, name)) or [0])[-1] + 1
     if not isinstance(version, int) or version < 0:
@@ -106,15 +99,19 @@ class _Servable:
             replacement_char=0xFFFD,
         )
 
+    def _with_eos(self, ids, length):
+        """Ragged ids cut to `length - 1`, then EOS (as in training)."""
+        ids = ids[:, : length - 1]
+        eos = tf.fill([ids.nrows(), 1], self.tokenizer.eos_id)
+        return tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1)
+
     def _prompt(self, texts):
         """Strings → padded prompt `(token_ids, padding_mask)`."""
         tok = self.tokenizer
         if self.kind == decoders.SEQ2SEQ:
             # As in training: the run's task prefix, the text, then EOS.
             texts = tf.strings.join([self.task_prefix, self._clean(texts)])
-            ids = tok.tokenize(texts)[:, : self.max_input_length - 1]
-            eos = tf.fill([ids.nrows(), 1], tok.eos_id)
-            ids = tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1)
+            ids = self._with_eos(tok.tokenize(texts), self.max_input_length)
             return decoders.pad_prompts(ids, tok.pad_id)
         # Decoder-only: keep the end of long prompts; an empty prompt starts
         # from EOS (GPT-2's document separator).
@@ -138,6 +135,9 @@ class _Servable:
             pad_id=self.tokenizer.pad_id,
         )
 
+    def generate_ids_signature(self, token_ids, padding_mask):
+        return {"token_ids": self.generate_ids(token_ids, padding_mask)}
+
     def serve(self, inputs):
         if self.kind == decoders.MASKED:
             return {"outputs": self._fill_masks(inputs)}
@@ -145,9 +145,10 @@ class _Servable:
         new = self.generate_ids(token_ids, padding_mask)
         return {"outputs": self.tokenizer.detokenize(new)}
 
-    def _fill_masks(self, inputs):
+    def _bert_inputs(self, texts):
+        """Strings → BERT inputs: `[CLS] text [SEP]`, padded, one segment."""
         tok = self.tokenizer
-        ids = tok.tokenize(self._clean(inputs))[:, : self.max_input_length - 2]
+        ids = tok.tokenize(self._clean(texts))[:, : self.max_input_length - 2]
         ones = tf.ones([ids.nrows(), 1], tf.int32)
         ids = tf.concat(
             [
@@ -158,13 +159,20 @@ class _Servable:
             1,
         )
         token_ids, padding_mask = decoders.pad_prompts(ids, tok.pad_id)
-        logits = self.model(
-            {
-                "token_ids": token_ids,
-                "padding_mask": padding_mask,
-                "segment_ids": tf.zeros_like(token_ids),
-            }
+        return {
+            "token_ids": token_ids,
+            "padding_mask": padding_mask,
+            "segment_ids": tf.zeros_like(token_ids),
+        }
+
+    def _fill_masks(self, inputs):
+        tok = self.tokenizer
+        features = self._bert_inputs(inputs)
+        token_ids, padding_mask = (
+            features["token_ids"],
+            features["padding_mask"],
         )
+        logits = self.model(features)
         best = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
         filled = tf.where(tf.equal(token_ids, tok.mask_id), best, token_ids)
         keep = tf.logical_and(
@@ -175,16 +183,10 @@ class _Servable:
 
     def score(self, inputs, targets):
         tok = self.tokenizer
-        if self.kind == decoders.MASKED:
-            return self._encode(inputs)
         target_ids = tok.tokenize(self._clean(targets))
         if self.kind == decoders.SEQ2SEQ:
             token_ids, padding_mask = self._prompt(inputs)
-            target_ids = target_ids[:, : self.max_target_length - 1]
-            eos = tf.fill([target_ids.nrows(), 1], tok.eos_id)
-            target_ids = tf.concat(
-                [target_ids, tf.RaggedTensor.from_tensor(eos)], 1
-            )
+            target_ids = self._with_eos(target_ids, self.max_target_length)
             labels, weights = decoders.pad_prompts(target_ids, tok.pad_id)
             decoder_ids = tf.concat(
                 [tf.fill([tf.shape(labels)[0], 1], tok.pad_id), labels[:, :-1]],
@@ -227,30 +229,14 @@ class _Servable:
             "num_tokens": tf.cast(tf.reduce_sum(weights, axis=1), tf.int32),
         }
 
-    def _encode(self, inputs):
-        tok = self.tokenizer
-        ids = tok.tokenize(self._clean(inputs))[:, : self.max_input_length - 2]
-        ones = tf.ones([ids.nrows(), 1], tf.int32)
-        ids = tf.concat(
-            [
-                tf.RaggedTensor.from_tensor(ones * tok.cls_id),
-                tf.cast(ids, tf.int32),
-                tf.RaggedTensor.from_tensor(ones * tok.sep_id),
-            ],
-            1,
-        )
-        token_ids, padding_mask = decoders.pad_prompts(ids, tok.pad_id)
-        outputs = self.model.backbone(
-            {
-                "token_ids": token_ids,
-                "padding_mask": padding_mask,
-                "segment_ids": tf.zeros_like(token_ids),
-            }
-        )
+    def encode(self, inputs):
+        """BERT's hidden states (the `encode` signature)."""
+        features = self._bert_inputs(inputs)
+        outputs = self.model.backbone(features)
         return {
             "sequence_output": tf.cast(outputs["sequence_output"], tf.float32),
             "pooled_output": tf.cast(outputs["pooled_output"], tf.float32),
-            "padding_mask": padding_mask,
+            "padding_mask": features["padding_mask"],
         }
 
 
@@ -353,30 +339,21 @@ def export(
 
     strings = tf.TensorSpec([None], tf.string)
     ids = tf.TensorSpec([None, None], tf.int32)
+    # name → (function, input specs); argument names become input keys.
+    endpoints = {"serving_default": (servable.serve, [strings])}
+    if kind == decoders.MASKED:
+        endpoints["encode"] = (servable.encode, [strings])
+    else:
+        endpoints["generate_ids"] = (
+            servable.generate_ids_signature,
+            [ids, ids],
+        )
+        endpoints["score"] = (servable.score, [strings, strings])
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(tokenizer)
-
-    def serving_default(inputs):
-        return servable.serve(inputs)
-
-    archive.add_endpoint("serving_default", serving_default, [strings])
-    if kind == decoders.MASKED:
-
-        def encode(inputs):
-            return servable._encode(inputs)
-
-        archive.add_endpoint("encode", encode, [strings])
-    else:
-
-        def generate_ids(token_ids, padding_mask):
-            return {"token_ids": servable.generate_ids(token_ids, padding_mask)}
-
-        def score(inputs, targets):
-            return servable.score(inputs, targets)
-
-        archive.add_endpoint("generate_ids", generate_ids, [ids, ids])
-        archive.add_endpoint("score", score, [strings, strings])
+    for endpoint, (function, specs) in endpoints.items():
+        archive.add_endpoint(endpoint, function, specs)
 
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
@@ -394,7 +371,7 @@ def export(
             "max_input_length": max_input,
             "max_target_length": max_target,
             "task_prefix": cfg.data.task_prefix,
-            "signatures": sorted(archive._endpoint_names),
+            "signatures": sorted(endpoints),
             "xla": False,
         }
         with open(

@@ -35,6 +35,19 @@ def checkpoint_dir(run_dir):
     return os.path.join(run_dir, CHECKPOINT_DIR)
 
 
+def check_writable(path, what):
+    """Raises `PermissionError` before any work if `path` (which may not
+    exist yet) could not be created and written: its nearest existing
+    ancestor must be a writable directory."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"Cannot write {what} {path}: {probe} is not a writable directory."
+        )
+
+
 def read_config(run_dir):
     """The resolved config of a run dir.
 

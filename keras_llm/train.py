@@ -41,17 +41,27 @@ class TrainResult:
 
 def _check_run_dir(run_dir):
     """Fails before anything is written if `run_dir` cannot be written."""
-    probe = os.path.abspath(run_dir)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(
-            f"Cannot write the run directory {run_dir}: {probe} is not a "
-            "writable directory (pass --run-dir to a writable place)."
-        )
+    rundir.check_writable(run_dir, "the run directory")
     if os.path.isdir(run_dir) and os.path.exists(rundir.config_path(run_dir)):
         return "existing"
     return "new"
+
+
+def _train_tokenizer(cfg, train_text, objective, directory):
+    """A vocabulary of `model.vocabulary_size` ids from the training text:
+    WordPiece for masked LM (BERT), else SentencePiece (seeded)."""
+    from keras_llm.data import tokenizer as tokenizer_lib
+
+    size = cfg.model.vocabulary_size  # all ids, sentinels included
+    texts = sources.sample_texts(train_text)
+    if objective == "masked_lm":
+        logger.info("Training a WordPiece vocabulary of %d ids.", size)
+        return tokenizer_lib.train_wordpiece(texts, size, directory)
+    logger.info("Training a SentencePiece vocabulary of %d ids.", size)
+    sentinels = cfg.data.num_sentinels if objective == "span_corruption" else 0
+    return tokenizer_lib.train_sentencepiece(
+        texts, size, directory, num_sentinels=sentinels, seed=cfg.train.seed
+    )
 
 
 def _tokenizer(cfg, run_dir, train_text, write, objective):
@@ -62,32 +72,20 @@ def _tokenizer(cfg, run_dir, train_text, write, objective):
     target = os.path.join(run_dir, rundir.TOKENIZER_DIR)
     if os.path.isdir(target):
         return tokenizer_lib.load_tokenizer(target)
-    if cfg.data.tokenizer:
-        tokenizer = tokenizer_lib.load_tokenizer(cfg.data.tokenizer)
-    else:
-        sentinels = (
-            cfg.data.num_sentinels if objective == "span_corruption" else 0
-        )
-        size = cfg.model.vocabulary_size  # all ids, sentinels included
-        scratch = tempfile.mkdtemp(prefix="kllm_tokenizer_")
-        texts = sources.sample_texts(train_text)
-        if objective == "masked_lm":  # BERT: WordPiece
-            logger.info("Training a WordPiece vocabulary of %d ids.", size)
-            tokenizer = tokenizer_lib.train_wordpiece(texts, size, scratch)
+    # Written beside the target and renamed, so a tokenizer/ dir is always
+    # complete; other workers train into a temporary folder they delete.
+    scratch = target + ".tmp" if write else tempfile.mkdtemp()
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        if cfg.data.tokenizer:
+            tokenizer = tokenizer_lib.load_tokenizer(cfg.data.tokenizer)
+            tokenizer.save(scratch)
         else:
-            logger.info("Training a SentencePiece vocabulary of %d ids.", size)
-            tokenizer = tokenizer_lib.train_sentencepiece(
-                texts,
-                size,
-                scratch,
-                num_sentinels=sentinels,
-                seed=cfg.train.seed,
-            )
-    if write:
-        scratch = target + ".tmp"
+            tokenizer = _train_tokenizer(cfg, train_text, objective, scratch)
+        if write:
+            os.replace(scratch, target)
+    finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        tokenizer.save(scratch)
-        os.replace(scratch, target)  # atomic: a tokenizer/ dir is complete
     return tokenizer
 
 
@@ -187,7 +185,8 @@ def train(cfg, run_dir, *, progress=False):
             f"divisible by {replicas} replicas x {accumulation} accumulation "
             f"steps (use a multiple of {replicas * accumulation})."
         )
-    train_text, _ = sources.load_splits(cfg.data)
+    splits = sources.load_splits(cfg.data)  # read once: the Bible is big
+    train_text = splits[0]
     if not list(train_text.take(1)):
         raise ValueError(
             "data: the training corpus is empty (no non-blank document in "
@@ -213,7 +212,7 @@ def train(cfg, run_dir, *, progress=False):
             f"{cfg.model.vocabulary_size}."
         )
     train_data, validation_data, plan = pipeline.build_datasets(
-        cfg, tokenizer, num_workers, worker_index
+        cfg, tokenizer, num_workers, worker_index, splits
     )
     if not list(train_data.take(1)):
         raise ValueError(
@@ -271,7 +270,9 @@ def train(cfg, run_dir, *, progress=False):
             ).assert_existing_objects_matched()
             logger.info("Fine-tuning the weights of %s.", latest)
 
-    step_fn = _make_step_fn(cfg, strategy, model, optimizer, accumulation)
+    step_fn = _make_step_fn(
+        cfg, strategy, model, optimizer, accumulation, num_workers
+    )
     eval_fn = _make_eval_fn(cfg, model)
     logs = _Logger(
         run_dir, int(step), cfg.train.train_steps, is_chief, progress
@@ -347,12 +348,10 @@ def train(cfg, run_dir, *, progress=False):
     return TrainResult(run_dir, int(step), train_loss, validation_loss)
 
 
-def _make_step_fn(cfg, strategy, model, optimizer, accumulation):
+def _make_step_fn(cfg, strategy, model, optimizer, accumulation, num_workers):
     """One optimizer step over the next global (per-worker) batch."""
     variables = model.trainable_variables
-    num_local = strategy.num_replicas_in_sync // max(
-        distribute.worker_info()[0], 1
-    )
+    num_local = strategy.num_replicas_in_sync // num_workers
     clip = cfg.train.gradient_clip_norm
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     pin_devices = isinstance(strategy, tf.distribute.MirroredStrategy)

@@ -211,14 +211,18 @@ def _examples(dataset, plan, tokenizer, seed):
     )
 
 
-def build_datasets(cfg, tokenizer, num_workers=1, worker_index=0):
+def build_datasets(cfg, tokenizer, num_workers=1, worker_index=0, splits=None):
     """Train (repeating, shuffled) and validation datasets of one worker.
+
+    Args:
+        splits: `(train, validation)` text datasets already loaded with
+            `sources.load_splits(cfg.data)`; `None` loads them.
 
     Returns:
         `(train, validation, plan)`; both datasets batch
         `global_batch_size // num_workers` examples with `drop_remainder`.
     """
-    train_text, validation_text = sources.load_splits(cfg.data)
+    train_text, validation_text = splits or sources.load_splits(cfg.data)
     pairs = "inputs" in train_text.element_spec
     plan = resolve_plan(cfg, pairs)
     batch_size = cfg.train.global_batch_size // num_workers
