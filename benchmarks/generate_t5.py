@@ -11,6 +11,8 @@ machine speed hits all of them. New tokens per second = batch * new tokens
 
     python benchmarks/generate_t5.py [--new-tokens 32] [--repeats 3]
         [--no-xla]
+
+Needs keras-hub, transformers and torch: `pip install -e ".[test]"`.
 """
 
 import argparse

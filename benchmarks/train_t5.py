@@ -7,6 +7,8 @@ utilization (MFU) is measured against a large matmul timed in the same run.
 
     python benchmarks/train_t5.py [--steps 10]
         [--precisions float32,mixed_bfloat16]
+
+Needs keras-hub: `pip install -e ".[keras-hub]"`.
 """
 
 import argparse

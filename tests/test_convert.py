@@ -9,6 +9,7 @@ import os
 import pathlib
 import pydoc_data.topics
 import shutil
+import sys
 
 import keras  # noqa: E402
 import numpy as np
@@ -67,7 +68,9 @@ def _t5(directory, gated):
         for name, param in model.named_parameters():
             if "layer_norm" in name:  # norms start at 1: randomize them
                 param.add_(0.2 * torch.randn_like(param))
-        if gated:  # transformers 5 ties lm_head regardless (DESIGN.md)
+        # transformers 5 ties lm_head regardless (docs/architecture.md,
+        # "Converting a checkpoint folder"): untie it by hand.
+        if gated:
             model.lm_head.weight = torch.nn.Parameter(
                 torch.randn_like(model.lm_head.weight)
             )
@@ -324,6 +327,18 @@ def test_safetensors_reader_reads_bfloat16(tmp_path):
     for name, tensor in tensors.items():
         expected = tensor.float() if name == "a" else tensor
         np.testing.assert_array_equal(read[name], expected.numpy())
+
+
+def test_pytorch_model_bin_without_torch_names_the_extra(tmp_path, monkeypatch):
+    torch.save({"a": torch.zeros(2)}, tmp_path / "pytorch_model.bin")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
+    with pytest.raises(ValueError) as error:
+        checkpoint.read_state_dict(str(tmp_path))
+    assert str(error.value) == (
+        f"Reading {tmp_path / 'pytorch_model.bin'} needs PyTorch: "
+        "pip install 'keras_llm[torch]' (or convert a checkpoint that has "
+        "model.safetensors)."
+    )
 
 
 # --- Errors: one line, exit 1, nothing written ------------------------------

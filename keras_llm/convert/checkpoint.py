@@ -4,8 +4,9 @@
 is read with numpy alone: the format is an 8-byte little-endian header size,
 a JSON header (`name → {dtype, shape, data_offsets}`), then the raw bytes.
 That also reads bfloat16, which the `safetensors` package's numpy API cannot.
-`pytorch_model.bin` (or its shards) needs torch and is opened with
-`torch.load(weights_only=True)`, never plain pickle.
+`pytorch_model.bin` (or its shards) needs torch (`pip install
+'keras_llm[torch]'`) and is opened with `torch.load(weights_only=True)`,
+never plain pickle.
 """
 
 import json
@@ -76,7 +77,8 @@ def read_state_dict(directory: str) -> dict[str, np.ndarray]:
 
     Raises:
         FileNotFoundError: no weight file (see `weight_files`).
-        ValueError: a corrupt or unsupported weight file.
+        ValueError: a corrupt or unsupported weight file, or a
+            `pytorch_model.bin` without torch installed.
     """
     state_dict = {}
     for path in weight_files(directory):
@@ -130,9 +132,10 @@ def _read_torch(path):
     try:
         import torch
     except ImportError:
+        # A ValueError: the CLI prints it as one line (cli/options.py).
         raise ValueError(
-            f"Reading {path} needs PyTorch (pip install torch), or convert a "
-            f"checkpoint that has {SAFETENSORS_FILE}."
+            f"Reading {path} needs PyTorch: pip install 'keras_llm[torch]' "
+            f"(or convert a checkpoint that has {SAFETENSORS_FILE})."
         ) from None
     try:
         # weights_only: tensors and containers only, never arbitrary pickle.
