@@ -69,7 +69,7 @@ def _t5(directory, gated):
             if "layer_norm" in name:  # norms start at 1: randomize them
                 param.add_(0.2 * torch.randn_like(param))
         # transformers 5 ties lm_head regardless (docs/architecture.md,
-        # "Converting a checkpoint folder"): untie it by hand.
+        # "Known traps": "transformers 5"): untie it by hand.
         if gated:
             model.lm_head.weight = torch.nn.Parameter(
                 torch.randn_like(model.lm_head.weight)

@@ -18,8 +18,8 @@ def _write_cache(cache, new, index):
 
     A scatter, not `ops.slice_update`: on TensorFlow that lowers to
     `XlaDynamicUpdateSlice`, an XLA-only op that TF Serving's graph
-    executor cannot be relied on to run (DESIGN.md trap 3). Scatter is a
-    core op and compiles with XLA too.
+    executor cannot be relied on to run (docs/architecture.md, "Known
+    traps": "Keras ops"). Scatter is a core op and compiles with XLA too.
     """
     shape = ops.shape(new)
     rows = ops.repeat(ops.arange(shape[0])[:, None], shape[1], axis=1)

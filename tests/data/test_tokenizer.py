@@ -285,7 +285,8 @@ def test_saved_model_carries_the_tokenizer(tokenizers, kind, tmp_path):
 def test_export_archive_serves_through_a_session_loader(
     tokenizers, kind, tmp_path
 ):
-    # How export.py ships a tokenizer (DESIGN traps 2 and 3): tracked by an
+    # How the export ships a tokenizer (docs/architecture.md, "Known traps":
+    # "Loading is not serving", "Writing an export"): tracked by an
     # ExportArchive, traced with autograph off, run by a TF1 session loader.
     import keras
 
