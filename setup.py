@@ -29,7 +29,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["keras_llm", "keras_llm.*"])
     + ["keras_llm.cli", "keras_llm.zoo"],
     package_dir={"keras_llm.cli": "cli", "keras_llm.zoo": "zoo"},
-    package_data={"keras_llm.zoo": ["*.yaml"]},
+    # The zoo configs and their cached parameter counts (`kllm zoo list`).
+    package_data={"keras_llm.zoo": ["*.yaml", "parameters.json"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         # tensorflow-text must match TensorFlow's minor version.

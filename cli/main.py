@@ -26,20 +26,22 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("config_path")
 @options.SET
 @options.DEBUG
 def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
-    """Check CONFIG_PATH (e.g. zoo/t5_small.yaml) without building anything."""
+    """Check CONFIG_PATH (a YAML file, or a zoo name such as t5_small)
+    without building anything."""
     from keras_llm import config
 
     with options.library_errors(debug):
         cfg = config.load_config(config_path, overrides=set_)
-    click.echo(f"OK: {config_path} (arch={config.arch_of(cfg.model)})")
+    arch, objective = config.arch_of(cfg.model), config.objective_of(cfg)
+    click.echo(f"OK: {config_path} (arch={arch}, objective={objective})")
 
 
 @cli.command()
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("config_path")
 @options.SET
 @click.option(
     "--run-dir",
@@ -51,8 +53,9 @@ def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
 def train(
     config_path: str, set_: tuple[str, ...], run_dir: str | None, debug: bool
 ) -> None:
-    """Train the model of CONFIG_PATH (e.g. zoo/t5_tiny.yaml); resumes by
-    itself when the run dir already holds checkpoints."""
+    """Train the model of CONFIG_PATH (a YAML file, or a zoo name such as
+    t5_tiny); resumes by itself when the run dir already holds
+    checkpoints."""
     from keras_llm import config
 
     with options.library_errors(debug):
@@ -76,13 +79,18 @@ def zoo() -> None:
 def zoo_list(debug: bool) -> None:
     """List the zoo configs with their architecture and parameter count."""
     from keras_llm import config
-    from keras_llm import models  # imports TensorFlow
+    from keras_llm.config import parameters
 
     rows = [("NAME", "ARCH", "PARAMETERS")]
     with options.library_errors(debug):
+        cached = parameters.parameter_counts()  # no TensorFlow
         for name in config.zoo_names():
             model = config.load_config(config.zoo_path(name)).model
-            count = models.count_parameters(model)
+            count = cached.get(name)
+            if count is None:  # the file changed since the cache was written
+                from keras_llm import models  # imports TensorFlow
+
+                count = models.count_parameters(model)
             rows.append((name, config.arch_of(model), f"{count:,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for name, arch, count in rows:
@@ -100,9 +108,7 @@ def zoo_show(name_or_path: str, set_: tuple[str, ...], debug: bool) -> None:
     from keras_llm import config
 
     with options.library_errors(debug):
-        path = name_or_path
-        if not path.endswith((".yaml", ".yml")) and os.sep not in path:
-            path = config.zoo_path(name_or_path)
+        path = config.resolve(name_or_path)
         cfg = config.load_config(path, overrides=set_)
         from keras_llm import models  # TensorFlow: only for a valid config
 

@@ -67,7 +67,8 @@ def library_errors(debug: bool) -> Iterator[None]:
 
 
 def default_run_dir(config_path: str) -> str:
-    """`runs/<name>` for a zoo-style file; the folder of RUN_DIR/config.yaml."""
+    """`runs/<name>` for a zoo name (`t5_tiny`) or a zoo-style file
+    (`zoo/t5_tiny.yaml`); the folder of RUN_DIR/config.yaml."""
     import os
 
     folder, name = os.path.split(os.path.abspath(config_path))

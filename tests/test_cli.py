@@ -71,7 +71,81 @@ def test_validate_ok():
     path = ZOO / "t5_tiny.yaml"
     result = _invoke("validate", path, "--set", "train.train_steps=2")
     assert result.exit_code == 0, result.output
-    assert result.output == f"OK: {path} (arch=t5)\n"
+    assert result.output == f"OK: {path} (arch=t5, objective=span_corruption)\n"
+
+
+@pytest.mark.parametrize(
+    "name, arch, objective",
+    [
+        ("t5_small", "t5", "span_corruption"),
+        ("gpt2_tiny", "gpt2", "causal_lm"),
+        ("bert_tiny", "bert", "masked_lm"),
+        ("transformer_tiny", "transformer", "seq2seq"),
+    ],
+)
+def test_validate_a_zoo_name(tmp_path, monkeypatch, name, arch, objective):
+    monkeypatch.chdir(tmp_path)  # the zoo is package data: any folder works
+    result = _invoke("validate", name)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"OK: {name} (arch={arch}, objective={objective})\n"
+
+
+def test_validate_refuses_what_train_would(tmp_path):
+    result = _invoke("validate", "t5_tiny", "--set", "data.objective=causal_lm")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: --set: data.objective: 'causal_lm' does not fit arch 't5' "
+        "(it needs one of ['gpt2']; arch 't5' takes auto, span_corruption, "
+        "seq2seq)\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_missing_config_is_one_line_exit_1(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    result = _invoke(command, "missing.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"Error: missing.yaml: no such file (in {tmp_path}); a zoo name "
+        "also works: bert_base, "
+    )
+    assert len(result.stderr.splitlines()) == 1
+    result = _invoke(command, "t5_huge")
+    assert result.exit_code == 1
+    assert "no config named 't5_huge' in the zoo. Available: " in (
+        result.stderr
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_a_zoo_name_into_runs_name(tmp_path, monkeypatch):
+    # The training itself is patched (`keras_llm.train`, the entry point):
+    # this checks the argument and the run dir.
+    result = types.SimpleNamespace(
+        step=2, train_loss=1.5, validation_loss=None, run_dir="runs/t5_tiny"
+    )
+    train = mock.Mock(return_value=result)
+    train.train = train  # also stands in for the module keras_llm.train
+    monkeypatch.setitem(keras_llm.__dict__, "train", train)
+    monkeypatch.chdir(tmp_path)
+    result = _invoke("train", "t5_tiny", "--set", "train.train_steps=2")
+    assert result.exit_code == 0, result.output
+    (cfg, run_dir), _ = train.call_args
+    assert run_dir == "runs/t5_tiny"
+    assert cfg == config.load_config("t5_tiny", ["train.train_steps=2"])
+    assert "Run directory: runs/t5_tiny" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "path, run_dir",
+    [
+        ("t5_tiny", "runs/t5_tiny"),
+        ("zoo/t5_tiny.yaml", "runs/t5_tiny"),
+        ("t5_v1_1_small", "runs/t5_v1_1_small"),
+    ],
+)
+def test_default_run_dir(path, run_dir):
+    assert options.default_run_dir(path) == run_dir
 
 
 def test_validate_bad_config_exits_1_with_file_key_and_hint(tmp_path):
@@ -113,7 +187,6 @@ def test_debug_reraises_the_library_error(tmp_path):
          "Invalid value for '--set': expected SECTION.KEY=VALUE"),
         (["validate", ZOO / "t5_tiny.yaml", "--frobnicate"],
          "No such option"),
-        (["validate", "missing.yaml"], "'missing.yaml' does not exist"),
         (["validate"], "Missing argument 'CONFIG_PATH'"),
         (["zoo", "show"], "Missing argument 'NAME_OR_PATH'"),
     ],
@@ -132,12 +205,40 @@ def test_zoo_list_shows_name_arch_and_count(models):
     rows = [line.split() for line in lines[1:]]
     assert [row[0] for row in rows] == config.zoo_names()
     assert ["t5_small", "t5", "60,506,624"] in rows
-    assert models.count_parameters.call_count == len(rows)
-    model_configs = [
-        call.args[0] for call in models.count_parameters.mock_calls
-    ]
-    model_classes = tuple(config.MODEL_CONFIGS.values())
-    assert all(isinstance(c, model_classes) for c in model_configs)
+    assert ["t5_base", "t5", "222,903,552"] in rows  # from the cache
+    models.count_parameters.assert_not_called()
+
+
+def test_zoo_list_builds_what_the_cache_lacks(models, monkeypatch):
+    from keras_llm.config import parameters
+
+    cache = parameters.read_cache()
+    cache["t5_tiny"]["model"]["num_layers"] += 1  # as if the file changed
+    del cache["gpt2_tiny"]  # as if the file were new
+    monkeypatch.setattr(parameters, "read_cache", lambda: cache)
+    result = _invoke("zoo", "list")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()[1:]]
+    assert ["t5_tiny", "t5", "60,506,624"] in rows  # the stand-in's count
+    assert ["t5_base", "t5", "222,903,552"] in rows
+    built = [call.args[0] for call in models.count_parameters.mock_calls]
+    assert [type(c) for c in built] == [config.GPT2Config, config.T5Config]
+    assert [c.hidden_dim for c in built] == [64, 64]
+
+
+def test_zoo_list_does_not_import_tensorflow():
+    # conftest.py imports TensorFlow, so check in a fresh interpreter.
+    code = (
+        "import sys; from keras_llm.cli.main import cli; "
+        "cli(['zoo', 'list'], standalone_mode=False); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'keras' not in sys.modules, 'keras imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "t5_base" in result.stdout and "222,903,552" in result.stdout
 
 
 def test_zoo_show_prints_config_and_summary(models):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from keras_llm import config
+from keras_llm import kinds
 
 ZOO = sorted((pathlib.Path(__file__).parents[1] / "zoo").glob("*.yaml"))
 MINIMAL = "model:\n  arch: t5\n  vocabulary_size: 128\n"
@@ -95,6 +96,30 @@ MALFORMED = {
         MINIMAL + "  dropout: 1.0\n",
         "model.dropout: must be in [0, 1). Received: 1.0",
     ),
+    # Across sections: what the data pipeline would refuse, caught before
+    # any data is read (so `kllm validate` refuses what `kllm train` would).
+    "objective_misfit": (
+        MINIMAL + "data:\n  objective: masked_lm\n",
+        "data.objective: 'masked_lm' does not fit arch 't5' (it needs one of "
+        "['bert']; arch 't5' takes auto, span_corruption, seq2seq)",
+    ),
+    "longer_than_positions": (
+        "model:\n  arch: gpt2\n  vocabulary_size: 8\n"
+        "  max_sequence_length: 64\ndata:\n  sequence_length: 128\n",
+        "data.sequence_length: 128 is longer than the model holds "
+        "(model.max_sequence_length=64)",
+    ),
+    "sequence_too_short": (
+        MINIMAL + "data:\n  sequence_length: 3\n",
+        "data.sequence_length: too short for span_corruption. Received: 3 "
+        "(at least 4)",
+    ),
+    "span_targets_too_short": (
+        MINIMAL + "data:\n  sequence_length: 64\n  target_sequence_length: 5\n",
+        "data.target_sequence_length: span corruption of 64 input tokens "
+        "needs 14 target tokens. Received: 5 "
+        "(set data.target_sequence_length: 14)",
+    ),
 }
 
 
@@ -124,9 +149,64 @@ def test_file_level_errors_name_the_file(tmp_path, text, expected):
     assert expected in message
 
 
-def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(config.ConfigError, match="nope.yaml: cannot read"):
+def test_missing_file_names_the_path_and_lists_the_zoo(tmp_path):
+    with pytest.raises(config.ConfigError) as info:
         config.load_config(tmp_path / "nope.yaml")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'nope.yaml'}: no such file; ")
+    assert "a zoo name also works: bert_base, bert_tiny, " in message
+    assert "\n" not in message
+
+
+def test_missing_relative_path_names_the_working_directory(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(config.ConfigError) as info:
+        config.load_config("configs/nope.yaml")
+    assert str(info.value).startswith(
+        f"configs/nope.yaml: no such file (in {tmp_path}); a zoo name"
+    )
+
+
+def test_zoo_name_loads_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load_config("t5_small", overrides=["train.seed=3"])
+    assert cfg == config.load_config(
+        config.zoo_path("t5_small"), overrides=["train.seed=3"]
+    )
+    assert config.resolve("t5_small") == config.zoo_path("t5_small")
+    assert config.zoo.resolve("t5_small") == config.zoo_path("t5_small")
+
+
+def test_unknown_name_lists_the_zoo_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(config.ConfigError) as info:
+        config.load_config("t5_huge")
+    assert str(info.value) == (
+        "t5_huge: no such file, and no config named 't5_huge' in the zoo. "
+        f"Available: {', '.join(config.zoo_names())}"
+    )
+
+
+@pytest.mark.parametrize("name", ["t5_small.yaml", "zoo/t5_small", "./t5_tiny"])
+def test_a_path_is_never_taken_for_a_zoo_name(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(config.ConfigError, match="no such file"):
+        config.load_config(name)
+
+
+def test_an_existing_file_wins_over_a_zoo_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, MINIMAL, name="t5_small")
+    cfg = config.load_config("t5_small")
+    assert cfg.model.vocabulary_size == 128  # not the zoo's 32,128
+    assert config.resolve("t5_small") == "t5_small"
+
+
+def test_a_folder_is_reported_as_unreadable(tmp_path):
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        config.load_config(tmp_path)
 
 
 def test_every_problem_reported_together_unknown_keys_first(tmp_path):
@@ -188,6 +268,95 @@ def test_unknown_override_key_names_set(tmp_path):
     )
     message = _error(tmp_path, MINIMAL, overrides=["modle.dropout=0.0"])
     assert message.startswith("--set: modle.dropout: unknown key (did you")
+
+
+def test_checks_across_sections_name_where_the_value_came_from(tmp_path):
+    overrides = ["data.sequence_length=64", "data.target_sequence_length=5"]
+    message = _error(tmp_path, MINIMAL, overrides=overrides)
+    assert message == (
+        "--set: data.target_sequence_length: span corruption of 64 input "
+        "tokens needs 14 target tokens. Received: 5 "
+        "(set data.target_sequence_length: 14)"
+    )
+
+
+def test_checks_across_sections_report_together(tmp_path):
+    text = MINIMAL + "data:\n  objective: causal_lm\n  sequence_length: 2\n"
+    lines = _error(tmp_path, text).splitlines()
+    assert len(lines) == 2
+    assert "data.objective: 'causal_lm' does not fit arch 't5'" in lines[0]
+    assert (
+        "data.sequence_length: too short for training. Received: 2"
+        in (lines[1])
+    )
+
+
+def test_checks_across_sections_run_when_built_directly():
+    with pytest.raises(config.ConfigError, match="does not fit arch 'gpt2'"):
+        config.ExperimentConfig(
+            model=config.GPT2Config(vocabulary_size=8),
+            data=config.DataConfig(objective="span_corruption"),
+        )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"objective": "seq2seq"},  # pairs: no span corruption
+        {"source": "bible"},  # auto on pairs is seq2seq
+        {"source": "files", "train_files": "pairs-*.tsv"},
+        {"source": "files", "train_files": "*.jsonl", "target_field": "es"},
+    ],
+)
+def test_span_target_length_is_not_checked_for_pairs(data):
+    raw = yaml.safe_load(MINIMAL)
+    raw["data"] = {**data, "sequence_length": 64, "target_sequence_length": 5}
+    cfg = config.config_from_dict(raw)
+    assert config.objective_of(cfg) == "seq2seq"
+
+
+@pytest.mark.parametrize(
+    "arch, data, objective",
+    [
+        ("t5", {}, "span_corruption"),
+        ("t5", {"source": "files", "train_files": "a.txt"}, "span_corruption"),
+        ("t5", {"source": "bible"}, "seq2seq"),
+        ("gpt2", {}, "causal_lm"),
+        ("bert", {}, "masked_lm"),
+        ("transformer", {}, "seq2seq"),  # it trains on pairs
+        ("t5", {"objective": "seq2seq"}, "seq2seq"),
+    ],
+)
+def test_objective_of(arch, data, objective):
+    raw = {"model": {"arch": arch, "vocabulary_size": 8}, "data": data}
+    assert config.objective_of(config.config_from_dict(raw)) == objective
+
+
+def test_model_configs_state_their_kind_and_default_objective():
+    expected = {
+        "t5": (kinds.SEQ2SEQ, "span_corruption"),
+        "gpt2": (kinds.CAUSAL, "causal_lm"),
+        "bert": (kinds.MASKED, "masked_lm"),
+        "transformer": (kinds.SEQ2SEQ, None),
+    }
+    for arch, cls in config.MODEL_CONFIGS.items():
+        assert (cls.kind, cls.default_objective) == expected[arch], arch
+        if cls.default_objective is not None:
+            assert cls.default_objective in kinds.OBJECTIVES[cls.kind]
+        # ClassVars are no fields: the backbone never receives them.
+        names = {field.name for field in dataclasses.fields(cls)}
+        assert not names & {"kind", "default_objective", "section"}
+    assert set(config.OBJECTIVES) == {
+        o for kind in kinds.KINDS for o in kinds.OBJECTIVES[kind]
+    }
+
+
+@pytest.mark.parametrize(
+    "length, expected", [(512, (568, 114)), (64, (70, 14)), (4, (4, 2))]
+)
+def test_span_corruption_lengths(length, expected):
+    # T5's random_spans_helper: 512 inputs take 568 raw tokens, 114 targets.
+    assert config.span_corruption_lengths(length) == expected
 
 
 def test_override_value_type_errors_name_set(tmp_path):
@@ -295,7 +464,9 @@ def test_loading_does_not_import_tensorflow():
     # conftest.py imports TensorFlow, so check in a fresh interpreter.
     code = (
         "import sys; from keras_llm import config; "
-        f"config.load_config({str(ZOO[0])!r}); "
+        "from keras_llm.config import parameters; "
+        f"config.load_config({str(ZOO[0])!r}); config.load_config('t5_tiny'); "
+        "parameters.parameter_counts(); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
         "assert 'keras' not in sys.modules, 'keras imported'"
     )

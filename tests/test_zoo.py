@@ -1,6 +1,7 @@
 """zoo/*.yaml: every file loads and states every model field.
 
-The tests at the end build the big models and check their parameter counts.
+The tests at the end build the big models and check their parameter counts,
+and that zoo/parameters.json (what `kllm zoo list` shows) holds the same.
 """
 
 import dataclasses
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from keras_llm import config
+from keras_llm.config import parameters
 
 ZOO = sorted((pathlib.Path(__file__).parents[1] / "zoo").glob("*.yaml"))
 
@@ -24,6 +26,11 @@ def test_zoo_is_installed_as_package_data():
 def test_zoo_file_loads(path):
     cfg = config.load_config(path)
     assert config.arch_of(cfg.model) == path.stem.split("_")[0]
+
+
+@pytest.mark.parametrize("path", ZOO, ids=lambda path: path.stem)
+def test_zoo_name_loads_the_same_config(path):
+    assert config.load_config(path.stem) == config.load_config(path)
 
 
 @pytest.mark.parametrize("path", ZOO, ids=lambda path: path.stem)
@@ -68,12 +75,44 @@ EXPECTED_BACKBONE_PARAMETERS = {
 }
 
 
+def test_parameter_cache_matches_every_zoo_file():
+    """zoo/parameters.json must follow the zoo files (no model is built)."""
+    cache = parameters.read_cache()
+    stale = [
+        name
+        for name in config.zoo_names()
+        if cache.get(name, {}).get("model") != parameters.model_section(name)
+    ]
+    assert not stale, (
+        f"zoo/parameters.json is stale for {stale}: regenerate it with "
+        f"`{parameters.REGENERATE}` (builds every model) and commit it"
+    )
+    assert set(cache) == set(config.zoo_names()), (
+        f"zoo/parameters.json names a config that is gone: regenerate it "
+        f"with `{parameters.REGENERATE}`"
+    )
+    assert parameters.parameter_counts() == {
+        name: cache[name]["parameters"] for name in config.zoo_names()
+    }
+
+
+def test_parameter_cache_holds_the_expected_counts():
+    assert parameters.parameter_counts() == EXPECTED_PARAMETERS
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
 def test_zoo_parameter_counts(name):
     from keras_llm import models
 
     model = models.build(config.load_config(config.zoo_path(name)))
     assert model.count_params() == EXPECTED_PARAMETERS[name]
+    # What `kllm zoo list` shows without building the model.
+    cached = parameters.read_cache()[name]["parameters"]
+    assert cached == model.count_params(), (
+        f"zoo/parameters.json: {name} has {cached:,}, the model "
+        f"{model.count_params():,}: regenerate it with "
+        f"`{parameters.REGENERATE}`"
+    )
     backbone_count = EXPECTED_BACKBONE_PARAMETERS.get(
         name, EXPECTED_PARAMETERS[name]
     )

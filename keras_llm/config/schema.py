@@ -1,0 +1,410 @@
+"""The config schema: one frozen dataclass per YAML section.
+
+A model dataclass per `arch` (field names equal the backbone's `__init__`
+arguments; `kind` and `default_objective` say how it trains), then `data`,
+`train` and `runtime`, and `ExperimentConfig`, which also checks that the
+sections fit together (the objective, the lengths) before any data is read.
+"""
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from typing import Any
+from typing import ClassVar
+
+from keras_llm import kinds
+from keras_llm.config.checks import _check_heads
+from keras_llm.config.checks import _fraction
+from keras_llm.config.checks import _one_of
+from keras_llm.config.checks import _positive
+from keras_llm.config.checks import _Section
+from keras_llm.config.errors import ConfigError
+from keras_llm.config.errors import Problem
+from keras_llm.config.errors import _problem
+from keras_llm.config.lengths import span_corruption_lengths
+
+SECTIONS = ("model", "data", "train", "runtime")
+# Every training objective (`data.objective`), in the order of kinds.KINDS.
+OBJECTIVES = tuple(
+    dict.fromkeys(o for kind in kinds.KINDS for o in kinds.OBJECTIVES[kind])
+)
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+
+
+# --- Model configs: field names equal the backbone's __init__ arguments ------
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config(_Section):
+    """T5 encoder-decoder (Raffel et al., 2020); see `T5Backbone`."""
+
+    section: ClassVar[str] = "model"
+    kind: ClassVar[str] = kinds.SEQ2SEQ
+    default_objective: ClassVar[str | None] = "span_corruption"
+
+    vocabulary_size: int  # required: no default
+    num_layers: int = 6  # encoder layers; the decoder has as many
+    num_heads: int = 8
+    hidden_dim: int = 512  # d_model
+    intermediate_dim: int = 2048  # d_ff
+    key_value_dim: int | None = None  # d_kv; None -> hidden_dim // num_heads
+    dropout: float = 0.1
+    activation: str = "relu"  # one of ACTIVATIONS
+    use_gated_activation: bool = False  # True for T5 v1.1 (GEGLU)
+    layer_norm_epsilon: float = 1e-6
+    tie_embedding_weights: bool = True  # False for T5 v1.1
+    num_buckets: int = 32  # relative-position buckets
+    max_distance: int = 128  # distance at which buckets stop growing
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+            "intermediate_dim", "key_value_dim", "layer_norm_epsilon",
+            "num_buckets", "max_distance",
+        )  # fmt: skip
+        yield from _fraction(self, "dropout")
+        yield from _one_of(self, "activation", ACTIVATIONS)
+        if self.key_value_dim is None:  # T5 v1.1 small: 6 heads of 64, D 512
+            yield from _check_heads(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class GPT2Config(_Section):
+    """GPT-2 decoder-only LM (Radford et al., 2019); see `GPT2Backbone`.
+
+    Pre-norm blocks, tanh-approximated GELU, learned positions, output layer
+    tied to the token embedding.
+    """
+
+    section: ClassVar[str] = "model"
+    kind: ClassVar[str] = kinds.CAUSAL
+    default_objective: ClassVar[str | None] = "causal_lm"
+
+    vocabulary_size: int  # required: no default
+    num_layers: int = 12  # n_layer
+    num_heads: int = 12  # n_head
+    hidden_dim: int = 768  # n_embd
+    intermediate_dim: int = 3072  # n_inner; 4 * hidden_dim in GPT-2
+    dropout: float = 0.1
+    max_sequence_length: int = 1024  # n_positions: learned position rows
+    layer_norm_epsilon: float = 1e-5
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+            "intermediate_dim", "max_sequence_length", "layer_norm_epsilon",
+        )  # fmt: skip
+        yield from _fraction(self, "dropout")
+        yield from _check_heads(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig(_Section):
+    """BERT encoder (Devlin et al., 2019); see `BertBackbone`.
+
+    Post-norm blocks, exact GELU, learned positions and segment embeddings.
+    """
+
+    section: ClassVar[str] = "model"
+    kind: ClassVar[str] = kinds.MASKED
+    default_objective: ClassVar[str | None] = "masked_lm"
+
+    vocabulary_size: int  # required: no default
+    num_layers: int = 12
+    num_heads: int = 12
+    hidden_dim: int = 768
+    intermediate_dim: int = 3072
+    dropout: float = 0.1
+    max_sequence_length: int = 512  # learned position rows
+    num_segments: int = 2  # token types (sentence A / B)
+    layer_norm_epsilon: float = 1e-12
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+            "intermediate_dim", "max_sequence_length", "num_segments",
+            "layer_norm_epsilon",
+        )  # fmt: skip
+        yield from _fraction(self, "dropout")
+        yield from _check_heads(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig(_Section):
+    """The original encoder-decoder Transformer (Vaswani et al., 2017); see
+    `TransformerBackbone`.
+
+    Post-norm blocks, relu, sinusoidal positions, one embedding shared by the
+    source, the target and the output layer.
+    """
+
+    section: ClassVar[str] = "model"
+    kind: ClassVar[str] = kinds.SEQ2SEQ
+    default_objective: ClassVar[str | None] = None  # trains on pairs
+
+    vocabulary_size: int  # required: shared source/target vocabulary
+    num_layers: int = 6  # encoder layers; the decoder has as many
+    num_heads: int = 8
+    hidden_dim: int = 512  # d_model
+    intermediate_dim: int = 2048  # d_ff
+    dropout: float = 0.1  # P_drop
+    layer_norm_epsilon: float = 1e-6
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+            "intermediate_dim", "layer_norm_epsilon",
+        )  # fmt: skip
+        yield from _fraction(self, "dropout")
+        yield from _check_heads(self)
+
+
+# Adding an architecture: write its dataclass (with its `kind` and
+# `default_objective`), add it here and to ModelConfig.
+MODEL_CONFIGS: dict[str, type] = {
+    "t5": T5Config,
+    "gpt2": GPT2Config,
+    "bert": BertConfig,
+    "transformer": TransformerConfig,
+}
+# The union of the MODEL_CONFIGS values.
+ModelConfig = T5Config | GPT2Config | BertConfig | TransformerConfig
+
+
+def arch_of(model_config: Any) -> str:
+    """Returns the `arch` name of a model config, e.g. `"t5"`.
+
+    Raises:
+        ConfigError: if its type is not in `MODEL_CONFIGS`.
+    """
+    for arch, cls in MODEL_CONFIGS.items():
+        if type(model_config) is cls:
+            return arch
+    name = type(model_config).__name__
+    raise ConfigError(f"model: expected a model config. Received: {name}")
+
+
+# --- The other sections ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+    """Where the text comes from and how it is cut into examples."""
+
+    section: ClassVar[str] = "data"
+
+    source: str = "pydoc"  # pydoc (Python's own docs), files, bible
+    train_files: str | None = None  # glob; required when source is files
+    validation_files: str | None = None  # glob; None -> split off train
+    validation_fraction: float = 0.01  # used when validation_files is None
+    # .txt: a document per line (or per file, see document_per); .jsonl:
+    # text_field (and target_field for pairs); .tsv: input<TAB>target;
+    # .tfrecord: tf.train.Example with bytes features named like the fields.
+    document_per: str = "line"  # line, file (plain-text files only)
+    text_field: str = "text"
+    target_field: str | None = None  # pairs: the target text's field
+    objective: str = "auto"  # auto (by arch and source), OBJECTIVES
+    task_prefix: str = ""  # seq2seq, e.g. "translate English to Spanish: "
+    sequence_length: int = 512  # encoder (input) tokens per example
+    target_sequence_length: int = 114  # decoder tokens (T5 span corruption)
+    noise_density: float = 0.15  # span corruption: fraction of noise tokens
+    mean_noise_span_length: float = 3.0  # span corruption
+    num_sentinels: int = 100  # T5 <extra_id_*> ids at the top of the vocab
+    tokenizer: str | None = None  # path to a tokenizer; None -> train one
+    shuffle_buffer_size: int = 10000
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _one_of(self, "source", ("pydoc", "files", "bible"))
+        yield from _positive(self, "sequence_length", "target_sequence_length")
+        yield from _positive(
+            self, "mean_noise_span_length", "shuffle_buffer_size"
+        )
+        yield from _positive(self, "num_sentinels", zero_ok=True)
+        yield from _fraction(self, "validation_fraction")
+        yield from _fraction(self, "noise_density")
+        yield from _one_of(self, "document_per", ("line", "file"))
+        yield from _one_of(self, "objective", ("auto", *OBJECTIVES))
+        if self.source == "files" and self.train_files is None:
+            problem = "required when data.source is 'files'"
+            hint = "set it to a glob such as data/train-*.txt"
+            yield _problem("data.train_files", problem, None, hint)
+        for name in ("train_files", "validation_files"):
+            if self.source != "files" and getattr(self, name) is not None:
+                problem = "only read when data.source is 'files', not "
+                problem += repr(self.source)
+                hint = "set data.source: files, or remove the key"
+                yield _problem(
+                    f"data.{name}", problem, getattr(self, name), hint
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Optimization: batch, optimizer, schedule, checkpoints."""
+
+    section: ClassVar[str] = "train"
+
+    global_batch_size: int = 128  # summed over all replicas
+    learning_rate: float = 1e-2  # peak rate
+    optimizer: str = "adafactor"  # adafactor, adamw, lamb
+    schedule: str = "inverse_sqrt"  # constant, inverse_sqrt, cosine
+    warmup_steps: int = 10000
+    train_steps: int = 524288  # 2**19, T5's pre-training length
+    eval_interval_steps: int = 1000
+    checkpoint_interval_steps: int = 1000
+    max_checkpoints_to_keep: int = 3
+    gradient_clip_norm: float | None = 1.0  # global norm; None: no clipping
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    weight_decay: float = 0.0  # decoupled (AdamW, LAMB)
+    eval_steps: int = 20  # validation batches per evaluation
+    log_interval_steps: int = 10  # metrics.jsonl / TensorBoard cadence
+    seed: int = 0
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "global_batch_size", "learning_rate", "train_steps",
+            "eval_interval_steps", "checkpoint_interval_steps",
+            "max_checkpoints_to_keep", "gradient_clip_norm",
+            "gradient_accumulation_steps", "eval_steps", "log_interval_steps",
+        )  # fmt: skip
+        yield from _positive(
+            self, "warmup_steps", "seed", "weight_decay", zero_ok=True
+        )
+        if self.global_batch_size % self.gradient_accumulation_steps:
+            yield _problem(
+                "train.global_batch_size",
+                "must be divisible by train.gradient_accumulation_steps. "
+                f"Received: global_batch_size={self.global_batch_size}, "
+                f"gradient_accumulation_steps="
+                f"{self.gradient_accumulation_steps}",
+            )
+        yield from _one_of(self, "optimizer", ("adafactor", "adamw", "lamb"))
+        schedules = ("constant", "inverse_sqrt", "cosine")
+        yield from _one_of(self, "schedule", schedules)
+        if self.schedule == "inverse_sqrt" and self.warmup_steps == 0:
+            problem = "must be positive for schedule inverse_sqrt"
+            hint = "its rate is 1/sqrt(max(step, warmup_steps))"
+            yield _problem("train.warmup_steps", problem, 0, hint)
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig(_Section):
+    """Devices, distribution strategy and numerics."""
+
+    section: ClassVar[str] = "runtime"
+
+    # auto: mirrored over the local GPUs if there are any, else one device.
+    strategy: str = "auto"  # auto, one_device, mirrored, multi_worker, tpu
+    jit_compile: bool = True  # XLA for the per-replica step
+    mixed_precision: str = "float32"  # float32, mixed_bfloat16, mixed_float16
+    num_cpu_devices: int | None = None  # split the host CPU into N devices
+
+    def _check(self) -> Iterator[Problem]:
+        strategies = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+        yield from _one_of(self, "strategy", strategies)
+        policies = ("float32", "mixed_bfloat16", "mixed_float16")
+        yield from _one_of(self, "mixed_precision", policies)
+        yield from _positive(self, "num_cpu_devices")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment: what `kllm train` reads and writes to a run dir."""
+
+    model: ModelConfig
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        arch_of(self.model)
+        for field in dataclasses.fields(self)[1:]:
+            value = getattr(self, field.name)
+            if type(value) is not field.type:
+                raise ConfigError(
+                    f"{field.name}: expected a {field.type.__name__}. "
+                    f"Received: {type(value).__name__}"
+                )
+        problems = list(_check_fit(self.model, self.data))
+        if problems:
+            raise ConfigError(problems)
+
+
+# --- Checks across sections: what the data pipeline would refuse -----------
+# Only what the config alone decides. Whether the source gives input/target
+# pairs is sure only once the data is read, so the pipeline keeps the checks
+# that depend on it (e.g. objective seq2seq on single texts).
+
+
+def _gives_pairs(data: DataConfig) -> bool:
+    """Whether `data` surely gives input/target pairs (its source, the
+    glob's extension and `target_field` say so)."""
+    if data.source != "files":
+        return data.source == "bible"
+    extension = os.path.splitext(data.train_files or "")[1]
+    if extension in (".jsonl", ".tfrecord"):
+        return data.target_field is not None
+    return extension == ".tsv"
+
+
+def objective_of(cfg: ExperimentConfig) -> str:
+    """The objective training will use, as far as the config tells.
+
+    `data.objective` unless it is `"auto"`; then the arch's
+    `default_objective`, or `"seq2seq"` for a source that surely gives
+    input/target pairs or an arch without a default (the Transformer
+    trains on pairs). Files of a format the glob does not name count as
+    single texts here; the pipeline decides once it reads them.
+    """
+    return _objective(cfg.model, cfg.data)
+
+
+def _objective(model: Any, data: DataConfig) -> str:
+    if data.objective != "auto":
+        return data.objective
+    if _gives_pairs(data) or model.default_objective is None:
+        return kinds.PAIR_OBJECTIVES[0]
+    return model.default_objective
+
+
+def _check_fit(model: Any, data: DataConfig) -> Iterator[Problem]:
+    """The problems between `model` and `data`, each keyed `data.*`."""
+    arch = arch_of(model)
+    objective = _objective(model, data)
+    allowed = kinds.OBJECTIVES[model.kind]
+    if objective not in allowed:
+        archs = [
+            name
+            for name, cls in MODEL_CONFIGS.items()
+            if objective in kinds.OBJECTIVES[cls.kind]
+        ]
+        takes = ", ".join(("auto", *allowed))
+        yield _problem(
+            "data.objective",
+            f"{objective!r} does not fit arch {arch!r} (it needs one of "
+            f"{archs}; arch {arch!r} takes {takes})",
+        )
+        objective = ""  # the length checks below would only add noise
+    length = data.sequence_length
+    max_length = getattr(model, "max_sequence_length", None)
+    if max_length is not None and length > max_length:
+        yield _problem(
+            "data.sequence_length",
+            f"{length} is longer than the model holds "
+            f"(model.max_sequence_length={max_length})",
+        )
+    if length < 4:
+        problem = f"too short for {objective or 'training'}"
+        yield _problem("data.sequence_length", problem, length, "at least 4")
+    elif objective == "span_corruption":
+        _, needed = span_corruption_lengths(
+            length, data.noise_density, data.mean_noise_span_length
+        )
+        if data.target_sequence_length < needed:
+            yield _problem(
+                "data.target_sequence_length",
+                f"span corruption of {length} input tokens needs {needed} "
+                "target tokens",
+                data.target_sequence_length,
+                f"set data.target_sequence_length: {needed}",
+            )
