@@ -67,6 +67,7 @@ def build_run_dir(path):
     table.assign(values)
     rundir.write_config(cfg, path)
     rundir.save_model(model, path)
+    model.tokenizer, model.config = tokenizer, cfg
     return model, tokenizer
 
 
@@ -75,15 +76,14 @@ def main():
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from keras_llm import export
+    import keras_llm
     from keras_llm.generation import GenerationConfig
-    from keras_llm.generation import generate
 
     work = tempfile.mkdtemp(prefix="kllm_latency_")
     run_dir = os.path.join(work, "t5_small")
     model, tokenizer = build_run_dir(run_dir)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)
-    export_dir = export.export(
+    export_dir = keras_llm.export(
         run_dir, os.path.join(work, "models"), config=config
     )
     prompt = "The for statement is used to iterate over the elements of a"
@@ -91,11 +91,11 @@ def main():
     rows = []
     for batch in batches:
         for jit in (False, True):
-            generate(model, tokenizer, batch, config, jit_compile=jit)
+            model.generate(batch, config, jit_compile=jit)
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                generate(model, tokenizer, batch, config, jit_compile=jit)
+                model.generate(batch, config, jit_compile=jit)
                 times.append(time.perf_counter() - start)
             name = "keras_llm generate" + (" (XLA)" if jit else "")
             rows.append((name, len(batch), statistics.median(times)))

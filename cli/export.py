@@ -38,9 +38,9 @@ def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
     """
     config = options.generation_config(decoding)
     with options.library_errors(debug):
-        from keras_llm import export as export_lib
+        import keras_llm
 
-        path = export_lib.export(
+        path = keras_llm.export(
             run_dir,
             out_dir,
             name=name,

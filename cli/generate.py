@@ -75,18 +75,19 @@ def generate(
     in outputs as \\n; --jsonl for exact text). BERT run dirs fill in
     [MASK]s."""
     prompts = _read_prompts(texts, file)
-    from keras_llm import generation  # TensorFlow
+    import keras_llm  # TensorFlow
+    from keras_llm import kinds
 
     # Checked before loading; --top-k may count BERT fill-mask candidates.
     options.generation_config(decoding, ignore_top_k=True)
     with options.library_errors(debug):
-        generator = generation.load_generator(run_dir)
-        if generator.kind == generation.MASKED:  # --top-k: candidates
-            results = generator.fill_mask(
+        lm = keras_llm.load(run_dir)
+        if lm.kind == kinds.MASKED:  # --top-k: candidates
+            results = lm.fill_mask(
                 prompts, decoding["top_k"] or 5, batch_size=batch_size
             )
         else:
-            outputs = generator.generate(
+            outputs = lm.generate(
                 prompts,
                 options.generation_config(decoding),
                 jit_compile=not no_xla,

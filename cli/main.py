@@ -63,9 +63,9 @@ def train(
         run_dir = run_dir or options.default_run_dir(config_path)
         click.echo(f"Run directory: {run_dir}", err=True)
         options.show_library_logs()
-        from keras_llm import train as train_lib
+        import keras_llm
 
-        result = train_lib.train(cfg, run_dir, progress=True)
+        result = keras_llm.train(cfg, run_dir, progress=True)
     click.echo(options.describe_result(result))
 
 

@@ -15,14 +15,21 @@ from keras_llm.version import __version__  # noqa: E402
 _LAZY_MODULES = (
     "blocks",
     "config",
-    "export",
     "generation",
+    "kinds",
     "layers",
     "models",
     "rundir",
-    "train",
+    "serving",
+    "training",
 )
-_LAZY_FUNCTIONS = {"build": "keras_llm.models", "load": "keras_llm.rundir"}
+# The one-call entry points: keras_llm.build / load / train / export.
+_LAZY_FUNCTIONS = {
+    "build": "keras_llm.models",
+    "load": "keras_llm.rundir",
+    "train": "keras_llm.training",
+    "export": "keras_llm.serving",
+}
 
 
 def __getattr__(name):
@@ -33,4 +40,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_llm' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "build", "load", *_LAZY_MODULES]
+__all__ = ["__version__", *_LAZY_FUNCTIONS, *_LAZY_MODULES]

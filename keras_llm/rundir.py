@@ -87,20 +87,44 @@ def save_model(model, run_dir, step=0):
     return manager.save(checkpoint_number=step)
 
 
+def load_tokenizer(run_dir):
+    """The tokenizer of a run dir.
+
+    Raises:
+        FileNotFoundError: the run dir has no `tokenizer/`.
+    """
+    from keras_llm.data.tokenizer import load_tokenizer as load
+
+    directory = os.path.join(run_dir, TOKENIZER_DIR)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"{directory} is missing: the run directory has no tokenizer."
+        )
+    return load(directory)
+
+
 def load(run_dir, dtype=None):
-    """The task model of a run dir, with its latest weights.
+    """The task model of a run dir, with its latest weights, tokenizer and
+    config: ready for `model.generate(...)` / `model.score(...)`.
+
+    Example:
+    ```python
+    lm = keras_llm.load("runs/en_es")
+    lm.generate(["translate English to Spanish: Hello."], num_beams=5)
+    ```
 
     Args:
         run_dir: path to a run directory.
         dtype: optional dtype policy for the rebuilt model.
 
     Returns:
-        The task model (a `keras.Model` taking the dict inputs of
-        docs/architecture.md and returning logits); `model.backbone` is its
-        backbone.
+        The task model (`keras_llm.models.Task`: a `keras.Model` taking the
+        dict inputs of docs/architecture.md and returning logits), with
+        `model.backbone`, `model.tokenizer` (`None` if the run dir has
+        no `tokenizer/`) and `model.config` (the run's `ExperimentConfig`).
 
     Raises:
-        FileNotFoundError: no run dir, no config, or no checkpoint.
+        FileNotFoundError: no run dir, config or checkpoint.
     """
     from keras_llm.models import build_model
 
@@ -114,4 +138,8 @@ def load(run_dir, dtype=None):
     model = build_model(cfg.model, dtype=dtype)
     # Training checkpoints also hold the optimizer and data position.
     tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    # A run dir without tokenizer/ still gives its weights.
+    has_tokenizer = os.path.isdir(os.path.join(run_dir, TOKENIZER_DIR))
+    model.tokenizer = load_tokenizer(run_dir) if has_tokenizer else None
+    model.config = cfg
     return model

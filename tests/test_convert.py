@@ -271,7 +271,7 @@ def test_converted_config_is_ready_to_train(converted, name):
     _, _, run_dir = converted(name)
     cfg = rundir.read_config(run_dir)  # validates
     assert cfg.data.tokenizer is None  # the run dir has its own
-    plan = pipeline.resolve_plan(cfg, pairs=False)
+    plan = pipeline.resolve_plan(cfg.data, cfg.model, pairs=False)
     assert plan.objective == {
         "t5": "span_corruption", "gpt2": "causal_lm", "bert": "masked_lm"
     }[name.split("_")[0]]  # fmt: skip

@@ -12,46 +12,13 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 import keras_llm
-from keras_llm import config as config_lib
-from keras_llm import rundir
 from keras_llm.cli.main import cli
-from keras_llm.data import sources
 from keras_llm.data import tokenizer as tokenizer_lib
 from keras_llm.generation import GenerationConfig
-from keras_llm.generation import generate
 
 SERVING = os.path.join(os.path.dirname(__file__), "serving")
 PROMPTS = ["The for loop", "Python", "a", "while True: pass and more words"]
 NEW_TOKENS = 6
-
-
-def make_run_dir(path, zoo_name, tokenizer_kind="sentencepiece"):
-    """A run dir with random weights whose greedy output never stops early:
-    the EOS/pad rows of the tied embedding are zeroed."""
-    cfg = config_lib.load_config(config_lib.zoo_path(zoo_name))
-    texts = sources.pydoc_documents()[:400]
-    tokenizer_dir = os.path.join(path, "tokenizer")
-    if tokenizer_kind == "sentencepiece":
-        tokenizer = tokenizer_lib.train_sentencepiece(
-            texts,
-            cfg.model.vocabulary_size,
-            tokenizer_dir,
-            num_sentinels=cfg.data.num_sentinels,
-            seed=0,
-        )
-    else:
-        tokenizer = tokenizer_lib.train_wordpiece(
-            texts, cfg.model.vocabulary_size, tokenizer_dir
-        )
-    model = keras_llm.build(cfg)
-    table = model.backbone.token_embedding.embeddings
-    values = table.numpy()
-    for special in {tokenizer.pad_id, tokenizer.eos_id} - {None}:
-        values[special] = 0.0
-    table.assign(values)
-    rundir.write_config(cfg, path)
-    rundir.save_model(model, path)
-    return path
 
 
 def run_client(script, *args):
@@ -75,9 +42,9 @@ def session_run(export_dir, requests, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def t5_export(tmp_path_factory):
+def t5_export(tmp_path_factory, tiny_run_dir):
     base = tmp_path_factory.mktemp("t5")
-    run_dir = make_run_dir(str(base / "t5_run"), "t5_tiny")
+    run_dir = tiny_run_dir("t5_tiny")
     out = str(base / "models")
     result = CliRunner().invoke(
         cli,
@@ -97,14 +64,8 @@ def t5_export(tmp_path_factory):
 
 
 def library_outputs(run_dir, texts, jit_compile=False):
-    model = keras_llm.load(run_dir)
-    tokenizer = tokenizer_lib.load_tokenizer(os.path.join(run_dir, "tokenizer"))
-    return generate(
-        model,
-        tokenizer,
-        texts,
-        GenerationConfig(max_new_tokens=NEW_TOKENS),
-        jit_compile=jit_compile,
+    return keras_llm.load(run_dir).generate(
+        texts, max_new_tokens=NEW_TOKENS, jit_compile=jit_compile
     )
 
 
@@ -202,6 +163,10 @@ def test_session_loader_signatures_and_op_allowlist(t5_export, tmp_path):
     expected = sum(log_probs[i, t] for i, t in enumerate(target))
     np.testing.assert_allclose(scored["log_likelihood"], [expected], rtol=1e-4)
     assert scored["num_tokens"] == [len(target)]
+    # The Python API scores through the same input format.
+    np.testing.assert_allclose(
+        model.score(["The for loop"], ["statement"]), [expected], rtol=1e-4
+    )
     # Only core TF and TF Text ops; no XLA cluster, no Python.
     ops = set(reply["ops"])
     allowed = set(reply["core_ops"]) | set(reply["text_ops"])
@@ -253,8 +218,8 @@ def test_served_model_survives_bad_input(t5_export):
     assert outputs[3 + 1] == outputs[3 + 18]  # same prompt, same output
 
 
-def test_gpt2_export_serves(tmp_path):
-    run_dir = make_run_dir(str(tmp_path / "gpt2"), "gpt2_tiny")
+def test_gpt2_export_serves(tiny_run_dir, tmp_path):
+    run_dir = tiny_run_dir("gpt2_tiny")
     result = CliRunner().invoke(
         cli,
         [
@@ -262,6 +227,8 @@ def test_gpt2_export_serves(tmp_path):
             run_dir,
             "--out",
             str(tmp_path / "models"),
+            "--name",
+            "gpt2",
             "--max-new-tokens",
             str(NEW_TOKENS),
         ],
@@ -276,6 +243,33 @@ def test_gpt2_export_serves(tmp_path):
     )["outputs"]
     assert served[: len(PROMPTS)] == library_outputs(run_dir, PROMPTS)
     assert len(served) == len(PROMPTS) + 1
+
+
+def test_bert_export_fills_masks_and_encodes(tiny_run_dir, tmp_path):
+    run_dir = tiny_run_dir("bert_tiny")
+    result = CliRunner().invoke(
+        cli,
+        ["export", run_dir, "--out", str(tmp_path / "models"), "--name", "b"],
+    )
+    assert result.exit_code == 0, result.output
+    export_dir = str(tmp_path / "models" / "b" / "1")
+    texts = ["the [MASK] statement", "a [MASK] b [MASK] c"]
+    reply = session_run(
+        export_dir,
+        [
+            {"signature": "serving_default", "inputs": {"inputs": texts}},
+            {"signature": "encode", "inputs": {"inputs": texts}},
+        ],
+        tmp_path,
+    )
+    served, encoded = reply["results"]
+    lm = keras_llm.load(run_dir)
+    assert served["outputs"] == [r["output"] for r in lm.fill_mask(texts)]
+    lengths = [len(ids) for ids in lm.make_format().prompt_ids(texts)]
+    assert [sum(row) for row in encoded["padding_mask"]] == lengths
+    hidden = np.array(encoded["sequence_output"])
+    assert hidden.shape == (2, max(lengths), lm.backbone.hidden_dim)
+    assert np.array(encoded["pooled_output"]).shape == (2, hidden.shape[2])
 
 
 def test_export_errors_leave_nothing_half_written(t5_export, tmp_path):

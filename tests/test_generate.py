@@ -1,7 +1,6 @@
 """Generation: parity with Hugging Face `generate`, sampling, XLA, CLI."""
 
 import json
-import os
 
 import keras  # noqa: E402
 import numpy as np
@@ -12,20 +11,14 @@ import transformers
 from click.testing import CliRunner  # noqa: E402
 
 import keras_llm  # noqa: E402
-from keras_llm import config as config_lib  # noqa: E402
-from keras_llm import rundir  # noqa: E402
 from keras_llm.cli.main import cli  # noqa: E402
 from keras_llm.convert.gpt2 import load_gpt2_weights  # noqa: E402
 from keras_llm.convert.t5 import load_t5_weights  # noqa: E402
-from keras_llm.data import sources  # noqa: E402
-from keras_llm.data import tokenizer as tokenizer_lib  # noqa: E402
+from keras_llm.data.formats import pad  # noqa: E402
 from keras_llm.generation import GenerationConfig  # noqa: E402
 from keras_llm.generation import decode  # noqa: E402
 from keras_llm.generation import decoding_function  # noqa: E402
-from keras_llm.generation import fill_mask  # noqa: E402
-from keras_llm.generation import generate  # noqa: E402
 from keras_llm.generation import generate_ids  # noqa: E402
-from keras_llm.generation import pad_prompts  # noqa: E402
 from keras_llm.generation import sampling  # noqa: E402
 from keras_llm.models import GPT2Backbone  # noqa: E402
 from keras_llm.models import GPT2CausalLM  # noqa: E402
@@ -321,7 +314,7 @@ def test_xla_loop_equals_uncompiled(pair, kwargs):
     ids=["greedy", "sample"],
 )
 def test_xla_single_prompt_equals_uncompiled(pair, kwargs):
-    # One prompt runs as two rows under XLA (decoders.TwoRowDecoder).
+    # One prompt runs as two rows under XLA (adapters.TwoRowAdapter).
     model, _, eos_id = pair
     rows = _prompts()[6:7]
     compiled = _ours(model, eos_id, rows, jit_compile=True, **kwargs)
@@ -360,7 +353,7 @@ def test_export_style_trace_with_dynamic_shapes(pair, kwargs):
         input_signature=[tf.RaggedTensorSpec([None, None], tf.int32, 1)],
     )
     def serve(ragged):
-        ids, mask = pad_prompts(ragged, PAD, left=left)
+        ids, mask = pad(ragged, PAD, left=left)
         return decode(model, ids, mask, config, eos_id=eos_id, pad_id=PAD)
 
     rows = _prompts()
@@ -387,8 +380,7 @@ def test_transformer_cached_decoding_matches_full_forward():
     assert ids.shape == (4, 6)
     # Greedy by hand without a cache: the whole decoder input every step.
     encoder_ids, encoder_mask = (
-        t.numpy()
-        for t in pad_prompts(tf.ragged.constant(rows, dtype=tf.int32), PAD)
+        t.numpy() for t in pad(tf.ragged.constant(rows, dtype=tf.int32), PAD)
     )
     decoder_ids = np.full((4, 1), PAD, np.int32)
     for _ in range(6):
@@ -437,42 +429,9 @@ def test_generate_ids_rejects_what_it_cannot_decode(gpt2):
 # === Run dirs, texts and the CLI ===
 
 
-def make_run_dir(path, zoo_name):
-    """A run dir with random weights and a tokenizer trained here; the
-    pad/EOS rows of the tied embedding are zeroed so outputs are not
-    empty."""
-    cfg = config_lib.load_config(config_lib.zoo_path(zoo_name))
-    texts = sources.pydoc_documents()[:300]
-    directory = os.path.join(path, rundir.TOKENIZER_DIR)
-    if zoo_name.startswith("bert"):
-        tokenizer = tokenizer_lib.train_wordpiece(
-            texts, cfg.model.vocabulary_size, directory
-        )
-    else:
-        tokenizer = tokenizer_lib.train_sentencepiece(
-            texts,
-            cfg.model.vocabulary_size,
-            directory,
-            num_sentinels=cfg.data.num_sentinels
-            if zoo_name.startswith("t5")
-            else 0,
-            seed=0,
-        )
-    keras.utils.set_random_seed(0)
-    model = keras_llm.build(cfg)
-    if not zoo_name.startswith("bert"):
-        table = model.backbone.token_embedding.embeddings
-        values = table.numpy()
-        values[[tokenizer.pad_id, tokenizer.eos_id]] = 0.0
-        table.assign(values)
-    rundir.write_config(cfg, path)
-    rundir.save_model(model, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def t5_run_dir(tmp_path_factory):
-    return make_run_dir(str(tmp_path_factory.mktemp("t5_run")), "t5_tiny")
+@pytest.fixture
+def t5_run_dir(tiny_run_dir):
+    return tiny_run_dir("t5_tiny")
 
 
 def _kllm(*args, input=None):
@@ -480,11 +439,9 @@ def _kllm(*args, input=None):
 
 
 def test_cli_equals_library_generate(t5_run_dir, tmp_path):
-    from keras_llm.generation import load_generator
-
     prompts = ["some text", "The for loop", "x"]
-    generator = load_generator(t5_run_dir)
-    expected = generator.generate(prompts, GenerationConfig(max_new_tokens=5))
+    lm = keras_llm.load(t5_run_dir)
+    expected = lm.generate(prompts, max_new_tokens=5)
     assert all(expected)  # something to compare
     result = _kllm(t5_run_dir, *prompts, "--max-new-tokens", 5)
     assert result.exit_code == 0, result.output
@@ -527,7 +484,7 @@ def test_cli_equals_library_generate(t5_run_dir, tmp_path):
         "--early-stopping",
         "--no-xla",
     )
-    assert result.output.splitlines() == generator.generate(
+    assert result.output.splitlines() == lm.generate(
         prompts, beam, jit_compile=False
     )
     sample = GenerationConfig(
@@ -554,7 +511,7 @@ def test_cli_equals_library_generate(t5_run_dir, tmp_path):
         11,
         "--no-xla",
     )
-    assert result.output.splitlines() == generator.generate(
+    assert result.output.splitlines() == lm.generate(
         prompts, sample, jit_compile=False
     )
 
@@ -583,8 +540,8 @@ def test_cli_errors(t5_run_dir, tmp_path):
     assert result.exit_code == 2
 
 
-def test_gpt2_run_dir_continues_prompts(tmp_path):
-    run_dir = make_run_dir(str(tmp_path / "gpt2_run"), "gpt2_tiny")
+def test_gpt2_run_dir_continues_prompts(tiny_run_dir):
+    run_dir = tiny_run_dir("gpt2_tiny")
     result = _kllm(
         run_dir,
         "The for loop",
@@ -600,13 +557,11 @@ def test_gpt2_run_dir_continues_prompts(tmp_path):
     assert [line["prompt"] for line in lines] == ["The for loop", ""]
 
 
-def test_fill_mask_on_a_bert_run_dir(tmp_path):
-    run_dir = make_run_dir(str(tmp_path / "bert_run"), "bert_tiny")
-    from keras_llm.generation import load_generator
-
-    generator = load_generator(run_dir)
+def test_fill_mask_on_a_bert_run_dir(tiny_run_dir):
+    run_dir = tiny_run_dir("bert_tiny")
+    lm = keras_llm.load(run_dir)
     texts = ["the [MASK] statement", "a [MASK] b [MASK]"]
-    results = fill_mask(generator.model, generator.tokenizer, texts, top_k=3)
+    results = lm.fill_mask(texts, top_k=3)
     assert [len(r["candidates"]) for r in results] == [1, 2]
     for result in results:
         for candidates in result["candidates"]:
@@ -614,13 +569,13 @@ def test_fill_mask_on_a_bert_run_dir(tmp_path):
             assert scores == sorted(scores, reverse=True)
             assert 0 < sum(scores) <= 1.0 + 1e-6
     # The best candidate is the model's argmax at the mask.
-    tokenizer = generator.tokenizer
+    tokenizer = lm.tokenizer
     ids = [
         tokenizer.cls_id,
         *tokenizer.tokenize(tf.constant(texts[:1])).to_list()[0],
         tokenizer.sep_id,
     ]
-    logits = generator.model(
+    logits = lm(
         {
             "token_ids": np.array([ids]),
             "padding_mask": np.ones((1, len(ids))),
@@ -631,9 +586,9 @@ def test_fill_mask_on_a_bert_run_dir(tmp_path):
     best = int(np.argmax(keras.ops.convert_to_numpy(logits)[0, position]))
     assert results[0]["candidates"][0][0]["token_id"] == best
     with pytest.raises(ValueError, match="has no \\[MASK\\]"):
-        fill_mask(generator.model, generator.tokenizer, ["no mask"])
+        lm.fill_mask(["no mask"])
     with pytest.raises(ValueError, match="masked language model"):
-        generate(generator.model, generator.tokenizer, ["x"])
+        lm.generate(["x"])
 
     result = _kllm(run_dir, *texts, "--top-k", 2, "--jsonl")
     assert result.exit_code == 0, result.output

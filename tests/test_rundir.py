@@ -36,3 +36,25 @@ def test_load_errors_name_the_missing_piece(tmp_path):
     rundir.write_config(cfg, str(tmp_path))
     with pytest.raises(FileNotFoundError, match="No checkpoint in"):
         keras_llm.load(str(tmp_path))
+
+
+def test_load_attaches_the_tokenizer_and_config(tiny_run_dir, tmp_path):
+    import shutil
+
+    run_dir = tiny_run_dir("t5_tiny")
+    lm = keras_llm.load(run_dir)
+    assert lm.kind == "seq2seq"
+    assert lm.tokenizer.vocabulary_size == lm.config.model.vocabulary_size
+    assert lm.config == rundir.read_config(run_dir)
+    # Not tracked: the model's checkpoint holds the model alone.
+    assert not any("tokenizer" in v.path for v in lm.weights)
+    outputs = lm.generate(["The for loop", "x"], max_new_tokens=3)
+    assert len(outputs) == 2 and all(isinstance(o, str) for o in outputs)
+
+    weights_only = str(tmp_path / "weights_only")
+    shutil.copytree(run_dir, weights_only)
+    shutil.rmtree(f"{weights_only}/{rundir.TOKENIZER_DIR}")
+    lm = keras_llm.load(weights_only)
+    assert lm.tokenizer is None
+    with pytest.raises(ValueError, match="has no tokenizer"):
+        lm.generate(["x"])

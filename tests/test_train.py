@@ -12,9 +12,6 @@ import numpy as np
 import pytest
 
 import keras_llm
-from keras_llm import train as train_lib
-from keras_llm.data import sources
-from keras_llm.data import tokenizer as tokenizer_lib
 from tests import train_utils
 
 STEPS3 = dict(
@@ -26,13 +23,9 @@ STEPS3 = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("tokenizer"))
-    tokenizer_lib.train_sentencepiece(
-        sources.pydoc_documents(), 256, directory, num_sentinels=16, seed=0
-    )
-    return directory
+@pytest.fixture
+def tokenizer_dir(sentencepiece_dir):
+    return sentencepiece_dir
 
 
 def test_one_and_two_replicas_take_the_same_steps(tokenizer_dir, tmp_path):
@@ -188,7 +181,7 @@ def test_tiny_t5_learns_on_builtin_data(tmp_path):
         train__eval_interval_steps=400,
         train__checkpoint_interval_steps=1200,
     )
-    train_lib.train(cfg, str(tmp_path / "run"))
+    keras_llm.train(cfg, str(tmp_path / "run"))
     curve = train_utils.read_metrics(str(tmp_path / "run"), "val_loss")
     assert [s for s, _ in curve] == [0, 400, 800, 1200]
     assert curve[-1][1] <= 0.5 * curve[0][1], curve
@@ -218,7 +211,7 @@ def test_precisions_and_optimizers_train(
         train__checkpoint_interval_steps=30,
         train__global_batch_size=8,
     )
-    train_lib.train(cfg, str(tmp_path / "run"))
+    keras_llm.train(cfg, str(tmp_path / "run"))
     losses = [v for _, v in train_utils.read_metrics(str(tmp_path / "run"))]
     assert all(np.isfinite(losses)), losses
     assert losses[-1] < losses[0] - 0.3, losses
@@ -233,7 +226,7 @@ def test_gradient_accumulation_equals_one_big_batch(tokenizer_dir, tmp_path):
             runtime__strategy="one_device",
             **STEPS3,
         )
-        train_lib.train(cfg, str(tmp_path / name))
+        keras_llm.train(cfg, str(tmp_path / name))
         values.append(train_utils.latest_values(str(tmp_path / name)))
     train_utils.assert_same_weights(*values, atol=1e-5)
 
@@ -255,49 +248,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     )
     run_dir = str(tmp_path / "run")
     with pytest.raises(FloatingPointError, match="The loss became") as info:
-        train_lib.train(cfg, run_dir)
+        keras_llm.train(cfg, run_dir)
     step = int(str(info.value).split("at step ")[1].split(".")[0])
     import tensorflow as tf
 
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     assert latest.endswith(f"ckpt-{step - 1}")  # nothing saved after NaN
     assert str(latest) in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "zoo_name", ["gpt2_tiny", "bert_tiny", "transformer_tiny"]
-)
-def test_every_tiny_zoo_model_trains_through_the_cli(zoo_name, tmp_path):
-    from click.testing import CliRunner
-
-    from keras_llm import config as config_lib
-    from keras_llm.cli.main import cli
-
-    sets = [
-        "train.train_steps=2",
-        "train.global_batch_size=4",
-        "train.eval_steps=1",
-        "data.sequence_length=32",
-    ]
-    if zoo_name == "transformer_tiny":  # trains on pairs
-        sets += ["data.source=bible", "data.target_sequence_length=32"]
-    run_dir = tmp_path / "run"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            config_lib.zoo_path(zoo_name),
-            "--run-dir",
-            str(run_dir),
-            *[f"--set={s}" for s in sets],
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "Trained to step 2" in result.output
-    losses = train_utils.read_metrics(str(run_dir))
-    assert np.isfinite([v for _, v in losses]).all()
-    import keras_llm
-
-    model = keras_llm.load(str(run_dir))
-    assert model.count_params() > 0
-    assert os.path.isdir(run_dir / "tokenizer")

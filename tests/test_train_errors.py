@@ -43,7 +43,7 @@ def test_empty_corpus(tmp_path):
 
 def test_target_length_the_objective_cannot_fill(tmp_path):
     run_dir = tmp_path / "run"
-    from keras_llm.data.objectives import span_corruption_lengths
+    from keras_llm.config import span_corruption_lengths
 
     _, needed = span_corruption_lengths(64)  # t5_tiny's sequence_length
     result = run_train(run_dir, "data.target_sequence_length=5")

@@ -30,6 +30,29 @@ def _yaml(value):
     return json.dumps(value)
 
 
+def build_datasets(cfg, tokenizer):
+    """`(train, validation, plan)` of a config, as training makes them."""
+    from keras_llm import models
+    from keras_llm.data import pipeline
+    from keras_llm.data import sources
+
+    splits = sources.load_splits(cfg.data)
+    pairs = "inputs" in splits[0].element_spec
+    plan = pipeline.resolve_plan(cfg.data, cfg.model, pairs)
+    input_format = models.task_class(cfg.model).input_format.from_data_config(
+        tokenizer, cfg.data
+    )
+    train, validation = pipeline.build_datasets(
+        cfg.data,
+        input_format,
+        plan,
+        batch_size=cfg.train.global_batch_size,
+        seed=cfg.train.seed,
+        splits=splits,
+    )
+    return train, validation, plan
+
+
 def read_metrics(run_dir, key="loss"):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]

@@ -12,32 +12,6 @@ replays the same examples.
 import tensorflow as tf
 
 
-def span_corruption_lengths(
-    inputs_length, noise_density=0.15, mean_noise_span_length=3.0
-):
-    """Raw token count and target length that fill `inputs_length` exactly.
-
-    Port of T5's `random_spans_helper` (one sentinel per span in inputs and
-    targets, one EOS each). For T5's 512 inputs: 568 raw tokens, 114 targets.
-
-    Returns:
-        `(tokens_length, targets_length)`.
-    """
-
-    def lengths(tokens_length):
-        num_noise = int(round(tokens_length * noise_density))
-        num_spans = int(round(num_noise / mean_noise_span_length))
-        return (
-            tokens_length - num_noise + num_spans + 1,
-            num_noise + num_spans + 1,
-        )
-
-    tokens_length = inputs_length - 1
-    while lengths(tokens_length + 1)[0] <= inputs_length:
-        tokens_length += 1
-    return tokens_length, lengths(tokens_length)[1]
-
-
 def _random_segmentation(num_items, num_segments, seed):
     """Random partition of `num_items` into `num_segments` non-empty parts."""
     first = tf.cast(tf.range(num_items - 1) < num_segments - 1, tf.int32)

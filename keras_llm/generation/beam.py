@@ -20,7 +20,7 @@ def _length_power(length, length_penalty):
     return tf.cast(power, tf.float32)
 
 
-def beam_search(decoder, logits, state, config, eos_id, pad_id, seed):
+def beam_search(adapter, logits, state, config, eos_id, pad_id, seed):
     """Beam search as Hugging Face's `generate` (transformers 5) does it.
 
     Per prompt, `2 * num_beams` candidates are kept each step; those ending
@@ -186,8 +186,8 @@ def beam_search(decoder, logits, state, config, eos_id, pad_id, seed):
         cache, constants = state
         cache = tf.gather(cache, parent)  # follow the surviving beams
         tokens = tf.reshape(tf.gather(running, t - 1, axis=2), [-1])
-        hidden, state = decoder.step(tokens, t, (cache, constants))
-        logits = decoder.logits(hidden)
+        hidden, state = adapter.step(tokens, t, (cache, constants))
+        logits = adapter.logits(hidden)
         outputs = select(
             t,
             logits,

@@ -3,21 +3,21 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_llm.generation import decoders
-from keras_llm.generation.api import DEFAULT_BATCH_SIZE
-from keras_llm.generation.api import as_list
-from keras_llm.generation.api import bucket_length
-from keras_llm.generation.api import detokenize
+from keras_llm import kinds
+from keras_llm.generation.driver import DEFAULT_BATCH_SIZE
+from keras_llm.generation.driver import as_list
+from keras_llm.generation.driver import bucket_length
+from keras_llm.generation.driver import detokenize
 
 
 def fill_mask(
-    model, tokenizer, texts, top_k=5, *, batch_size=DEFAULT_BATCH_SIZE
+    model, input_format, texts, top_k=5, *, batch_size=DEFAULT_BATCH_SIZE
 ):
-    """Predicts the tokens behind each `[MASK]` (BERT).
+    """Predicts the tokens behind each `[MASK]` (`MaskedLM.fill_mask`).
 
     Args:
-        model: `BertMaskedLM`.
-        tokenizer: its `WordPieceTokenizer`.
+        model: a `MaskedLM` (BERT).
+        input_format: its `MaskedFormat` (tokenizer, `sequence_length`).
         texts: list of str (or one str), each with at least one `[MASK]`.
         top_k: int. Candidates per mask.
         batch_size: int. Texts run together.
@@ -32,9 +32,9 @@ def fill_mask(
         ValueError: not a masked LM, a text without `[MASK]`, or a bad
             `top_k`.
     """
-    if decoders.model_kind(model) != decoders.MASKED:
+    if model.kind != kinds.MASKED:
         raise ValueError(
-            f"fill_mask needs a masked language model (BertMaskedLM). "
+            "fill_mask needs a masked language model (kind 'masked'). "
             f"Received: {type(model).__name__}; use `generate` instead."
         )
     vocabulary_size = model.backbone.vocabulary_size
@@ -44,33 +44,23 @@ def fill_mask(
             f"top_k={top_k!r}"
         )
     texts = as_list(texts)
-    limit = model.backbone.max_sequence_length
-    ragged = tokenizer.tokenize(tf.constant(texts)) if texts else None
+    tokenizer = input_format.tokenizer
+    limit = input_format.sequence_length
     rows = []
-    for i, row in enumerate(ragged.to_list() if texts else []):
-        row = [tokenizer.cls_id, *row[: limit - 2], tokenizer.sep_id]
+    if texts:
+        rows = input_format.prompt_ids(tf.constant(texts)).to_list()
+    for i, row in enumerate(rows):
         if tokenizer.mask_id not in row:
             raise ValueError(
-                f"Text {i} has no [MASK] to fill (within the model's {limit} "
-                f"positions): {texts[i]!r}"
+                f"Text {i} has no [MASK] to fill (within its first {limit} "
+                f"tokens): {texts[i]!r}"
             )
-        rows.append(row)
     results = []
     for begin in range(0, len(rows), batch_size):
         chunk = rows[begin : begin + batch_size]
         length = bucket_length(max(map(len, chunk)), limit)
         ragged = tf.ragged.constant(chunk, dtype=tf.int32)
-        ids, mask = decoders.pad_prompts(
-            ragged, tokenizer.pad_id, length=length
-        )
-        logits = model(
-            {
-                "token_ids": ids,
-                "padding_mask": mask,
-                "segment_ids": tf.zeros_like(ids),
-            },
-            training=False,
-        )
+        logits = model(input_format.features(ragged, length), training=False)
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         scores, best = tf.math.top_k(probs, k=top_k)  # (B, T, k)
         scores, best = scores.numpy(), best.numpy()

@@ -13,9 +13,9 @@ last token.
 
 import tensorflow as tf
 
+from keras_llm.generation.adapters import TwoRowAdapter
+from keras_llm.generation.adapters import adapter_for
 from keras_llm.generation.beam import beam_search
-from keras_llm.generation.decoders import TwoRowDecoder
-from keras_llm.generation.decoders import decoder_for
 from keras_llm.generation.sampling import gumbel
 from keras_llm.generation.sampling import static_dim
 from keras_llm.generation.sampling import warp_logits
@@ -40,11 +40,10 @@ def decode(
     `jit_compile=True`) and inside `ExportArchive.add_endpoint`.
 
     Args:
-        model: a seq2seq task model (`T5Seq2SeqLM`, `TransformerSeq2SeqLM`)
-            or `GPT2CausalLM`.
+        model: a `Seq2SeqLM` or `CausalLM` task model.
         token_ids: int32 `(B, S)`. Seq2seq: the encoder input, right-padded.
-            Decoder-only: the prompt, left-padded (see `pad_prompts`); every
-            row needs at least one token.
+            Decoder-only: the prompt, left-padded (see
+            `InputFormat.pad_prompts`); every row needs at least one token.
         padding_mask: int `(B, S)`, 1 for real tokens.
         config: `GenerationConfig`.
         eos_id: int or `None`. A row stops after this id; `None` never stops.
@@ -56,13 +55,13 @@ def decode(
             too.
         pad_single_row: bool. When compiling with XLA for CPU: run a static
             batch of one prompt as two rows (much faster there; see
-            `decoders.TwoRowDecoder`). Leave off otherwise.
+            `adapters.TwoRowAdapter`). Leave off otherwise.
 
     Returns:
         int32 `(B, max_new_tokens)`: the new tokens only, EOS included, then
         `pad_id`.
     """
-    decoder = decoder_for(model, pad_id if start_id is None else start_id)
+    adapter = adapter_for(model, pad_id if start_id is None else start_id)
     token_ids = tf.convert_to_tensor(token_ids, tf.int32)
     padding_mask = tf.convert_to_tensor(padding_mask, tf.int32)
     if not config.do_sample:
@@ -74,16 +73,16 @@ def decode(
     else:
         seed = tf.cast(seed, tf.int32)
     if pad_single_row and config.num_beams == 1 and token_ids.shape[0] == 1:
-        decoder = TwoRowDecoder(decoder)
-    hidden, state = decoder.prefill(
+        adapter = TwoRowAdapter(adapter)
+    hidden, state = adapter.prefill(
         token_ids, padding_mask, config.max_new_tokens
     )
-    logits = decoder.logits(hidden)
+    logits = adapter.logits(hidden)
     search = beam_search if config.num_beams > 1 else greedy_search
-    return search(decoder, logits, state, config, eos_id, pad_id, seed)
+    return search(adapter, logits, state, config, eos_id, pad_id, seed)
 
 
-def greedy_search(decoder, logits, state, config, eos_id, pad_id, seed):
+def greedy_search(adapter, logits, state, config, eos_id, pad_id, seed):
     """Greedy decoding (or sampling when `config.do_sample`).
 
     Rows stop at EOS and are padded after it; the loop ends when every row
@@ -120,8 +119,8 @@ def greedy_search(decoder, logits, state, config, eos_id, pad_id, seed):
         return (t < max_new_tokens) & ~tf.reduce_all(finished)
 
     def body(t, token, output, finished, state):
-        hidden, state = decoder.step(token, t, state)
-        logits = decoder.logits(hidden)
+        hidden, state = adapter.step(token, t, state)
+        logits = adapter.logits(hidden)
         token = choose(logits, t, finished)
         output, finished = advance(t, token, output, finished)
         return t + 1, token, output, finished, state

@@ -6,13 +6,16 @@ import os
 
 import keras_llm.backend  # noqa: F401
 from keras_llm.models.backbone import Backbone
-from keras_llm.models.backbone import Task
 from keras_llm.models.bert import BertBackbone
 from keras_llm.models.bert import BertMaskedLM
 from keras_llm.models.gpt2 import GPT2Backbone
 from keras_llm.models.gpt2 import GPT2CausalLM
 from keras_llm.models.t5 import T5Backbone
 from keras_llm.models.t5 import T5Seq2SeqLM
+from keras_llm.models.tasks import CausalLM
+from keras_llm.models.tasks import MaskedLM
+from keras_llm.models.tasks import Seq2SeqLM
+from keras_llm.models.tasks import Task
 from keras_llm.models.transformer import TransformerBackbone
 from keras_llm.models.transformer import TransformerSeq2SeqLM
 
@@ -23,6 +26,20 @@ ARCHITECTURES = {
     "bert": (BertBackbone, BertMaskedLM),
     "transformer": (TransformerBackbone, TransformerSeq2SeqLM),
 }
+
+
+def task_class(model_config):
+    """The task model class of a model config (e.g. `T5Seq2SeqLM`); its
+    `kind` and `input_format` are known without building it."""
+    from keras_llm import config as config_lib
+
+    arch = config_lib.arch_of(model_config)
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"No model is registered for arch {arch!r}. "
+            f"Registered: {sorted(ARCHITECTURES)}"
+        )
+    return ARCHITECTURES[arch][1]
 
 
 def build_model(model_config, dtype=None):
@@ -37,13 +54,9 @@ def build_model(model_config, dtype=None):
     """
     from keras_llm import config as config_lib
 
+    task_cls = task_class(model_config)
     arch = config_lib.arch_of(model_config)
-    if arch not in ARCHITECTURES:
-        raise ValueError(
-            f"No model is registered for arch {arch!r}. "
-            f"Registered: {sorted(ARCHITECTURES)}"
-        )
-    backbone_cls, task_cls = ARCHITECTURES[arch]
+    backbone_cls = ARCHITECTURES[arch][0]
     backbone = backbone_cls(
         **dataclasses.asdict(model_config), dtype=dtype, name=f"{arch}_backbone"
     )
@@ -61,12 +74,12 @@ def _model_config(config):
 
 
 def build(config, dtype=None):
-    """Builds a task model from a YAML path, an `ExperimentConfig` or a
-    model config.
+    """Builds a task model (random weights) from a zoo name, a YAML path,
+    an `ExperimentConfig` or a model config.
 
     Example:
     ```python
-    model = keras_llm.build("zoo/t5_small.yaml")
+    model = keras_llm.build("t5_small")   # or "zoo/t5_small.yaml"
     model.backbone.count_params()
     ```
     """
@@ -96,6 +109,9 @@ __all__ = [
     "ARCHITECTURES",
     "Backbone",
     "Task",
+    "Seq2SeqLM",
+    "CausalLM",
+    "MaskedLM",
     "BertBackbone",
     "BertMaskedLM",
     "GPT2Backbone",
@@ -108,4 +124,5 @@ __all__ = [
     "build_model",
     "count_parameters",
     "summarize",
+    "task_class",
 ]

@@ -3,7 +3,6 @@
 import inspect
 
 import keras
-from keras import ops
 
 
 class Backbone(keras.Model):
@@ -84,69 +83,3 @@ class Seq2SeqBackbone(Backbone):
             dtype=dtype,
             **kwargs,
         )
-
-
-class Task(keras.Model):
-    """Base of task models (`*Seq2SeqLM`, `*CausalLM`, ...): wraps a
-    backbone."""
-
-    def get_config(self):
-        return {
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(
-            config["backbone"]
-        )
-        return cls(**config)
-
-
-class Seq2SeqTask(Task):
-    """Encoder-decoder task plumbing shared by T5 and the Transformer.
-
-    The backbone provides `_encode(token_ids, padding_mask, training)`,
-    `decoder_blocks`, `num_layers`, `num_heads` and `head_dim`.
-    """
-
-    def encode(self, encoder_token_ids, encoder_padding_mask, training=False):
-        """Encoder hidden states `(B, S, D)`."""
-        return self.backbone._encode(
-            encoder_token_ids, encoder_padding_mask, training=training
-        )
-
-    def build_cache(self, encoder_token_ids, encoder_padding_mask, max_length):
-        """Runs the encoder and allocates the decoder caches.
-
-        Returns:
-            `(encoder_output, self_attention_cache, cross_attention_cache)`:
-            `(B, S, D)`, zeros `(B, num_layers, 2, max_length, H, K)` and the
-            precomputed cross-attention keys/values
-            `(B, num_layers, 2, S, H, K)`.
-        """
-        backbone = self.backbone
-        encoder_output = self.encode(encoder_token_ids, encoder_padding_mask)
-        batch_size = ops.shape(encoder_token_ids)[0]
-        self_attention_cache = ops.zeros(
-            (
-                batch_size,
-                backbone.num_layers,
-                2,
-                max_length,
-                backbone.num_heads,
-                backbone.head_dim,
-            ),
-            dtype=backbone.compute_dtype,
-        )
-        cross_attention_cache = ops.stack(
-            [
-                block.cross_attention.compute_key_value(encoder_output)
-                for block in backbone.decoder_blocks
-            ],
-            axis=1,
-        )  # (B, num_layers, 2, S, H, K)
-        return encoder_output, self_attention_cache, cross_attention_cache

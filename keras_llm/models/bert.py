@@ -13,7 +13,7 @@ from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.position import PositionEmbedding
 from keras_llm.layers.utils import get_activation
 from keras_llm.models.backbone import Backbone
-from keras_llm.models.backbone import Task
+from keras_llm.models.tasks import MaskedLM
 
 
 def _bert_initializer():
@@ -180,7 +180,7 @@ class BertOutputBias(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class BertMaskedLM(Task):
+class BertMaskedLM(MaskedLM):
     """BERT with its masked-language-model head: dict inputs → logits.
 
     The head transforms every position (dense + GELU + layer norm), projects

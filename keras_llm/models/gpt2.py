@@ -12,7 +12,7 @@ from keras_llm.blocks import DecoderBlock
 from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.position import PositionEmbedding
 from keras_llm.models.backbone import Backbone
-from keras_llm.models.backbone import Task
+from keras_llm.models.tasks import CausalLM
 
 
 def _gpt2_initializer():
@@ -139,7 +139,7 @@ class GPT2Backbone(Backbone):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class GPT2CausalLM(Task):
+class GPT2CausalLM(CausalLM):
     """GPT-2 with its tied language-model head: dict inputs → logits.
 
     Logits `(B, T, V)` are float32 whatever the dtype policy, for a stable
@@ -164,31 +164,19 @@ class GPT2CausalLM(Task):
 
     def __init__(self, backbone, **kwargs):
         inputs = backbone.input
-        logits = self._logits_of(backbone, backbone(inputs))
+        logits = self._project(backbone, backbone(inputs))
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
 
+    def logits(self, hidden):
+        """Float32 logits `(..., T, V)` of hidden states (after the final
+        layer norm)."""
+        return self._project(self.backbone, hidden)
+
     @staticmethod
-    def _logits_of(backbone, hidden):
+    def _project(backbone, hidden):
         logits = backbone.token_embedding(hidden, reverse=True)  # (B, T, V)
         return ops.cast(logits, "float32")
-
-    def build_cache(self, token_ids, max_length):
-        """Zeros `(B, num_layers, 2, max_length, H, K)`, `B` taken from
-        `token_ids` `(B, T)`; `max_length` must not exceed the backbone's
-        `max_sequence_length`."""
-        backbone = self.backbone
-        return ops.zeros(
-            (
-                ops.shape(token_ids)[0],
-                backbone.num_layers,
-                2,
-                max_length,
-                backbone.num_heads,
-                backbone.head_dim,
-            ),
-            dtype=backbone.compute_dtype,
-        )
 
     def call_with_cache(
         self,
@@ -239,5 +227,5 @@ class GPT2CausalLM(Task):
             )
             caches.append(layer_cache)
         hidden = backbone.layer_norm(x)
-        logits = self._logits_of(backbone, hidden)
+        logits = self.logits(hidden)
         return logits, hidden, ops.stack(caches, axis=1)

@@ -14,7 +14,7 @@ from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.normalization import RMSNormalization
 from keras_llm.layers.position import RelativePositionBias
 from keras_llm.models.backbone import Seq2SeqBackbone
-from keras_llm.models.backbone import Seq2SeqTask
+from keras_llm.models.tasks import Seq2SeqLM
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -202,7 +202,7 @@ class T5Backbone(Seq2SeqBackbone):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class T5Seq2SeqLM(Seq2SeqTask):
+class T5Seq2SeqLM(Seq2SeqLM):
     """T5 with its language-model head: dict inputs → logits `(B, T, V)`.
 
     Logits are float32 whatever the dtype policy, for a stable loss.
@@ -221,12 +221,17 @@ class T5Seq2SeqLM(Seq2SeqTask):
     def __init__(self, backbone, **kwargs):
         inputs = backbone.input
         outputs = backbone(inputs)
-        logits = self._logits_of(backbone, outputs["decoder_sequence_output"])
+        logits = self._project(backbone, outputs["decoder_sequence_output"])
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
 
+    def logits(self, hidden):
+        """Float32 logits `(..., T, V)` of decoder hidden states `(..., T,
+        D)` (after the final norm)."""
+        return self._project(self.backbone, hidden)
+
     @staticmethod
-    def _logits_of(backbone, hidden):
+    def _project(backbone, hidden):
         if backbone.tie_embedding_weights:
             # Mesh TF T5 rescales before the tied projection. (A divide:
             # Keras marks `KerasTensor * float` as sparse.)
@@ -264,5 +269,5 @@ class T5Seq2SeqLM(Seq2SeqTask):
             )
             caches.append(cache)
         hidden = backbone.decoder_final_norm(x)
-        logits = self._logits_of(backbone, hidden)
+        logits = self.logits(hidden)
         return logits, hidden, ops.stack(caches, axis=1)

@@ -15,7 +15,7 @@ from keras_llm.blocks import EncoderBlock
 from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.position import SinusoidalPositionEncoding
 from keras_llm.models.backbone import Seq2SeqBackbone
-from keras_llm.models.backbone import Seq2SeqTask
+from keras_llm.models.tasks import Seq2SeqLM
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -156,7 +156,7 @@ class TransformerBackbone(Seq2SeqBackbone):
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
-class TransformerSeq2SeqLM(Seq2SeqTask):
+class TransformerSeq2SeqLM(Seq2SeqLM):
     """The Transformer with its tied output layer: dict inputs → logits.
 
     Logits `(B, T, V)` are float32 whatever the dtype policy. Decoding
@@ -180,12 +180,16 @@ class TransformerSeq2SeqLM(Seq2SeqTask):
     def __init__(self, backbone, **kwargs):
         inputs = backbone.input
         outputs = backbone(inputs)
-        logits = self._logits_of(backbone, outputs["decoder_sequence_output"])
+        logits = self._project(backbone, outputs["decoder_sequence_output"])
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
 
+    def logits(self, hidden):
+        """Float32 logits `(..., T, V)` of decoder hidden states."""
+        return self._project(self.backbone, hidden)
+
     @staticmethod
-    def _logits_of(backbone, hidden):
+    def _project(backbone, hidden):
         logits = backbone.token_embedding(hidden, reverse=True)  # (B, T, V)
         return ops.cast(logits, "float32")
 
@@ -214,5 +218,5 @@ class TransformerSeq2SeqLM(Seq2SeqTask):
                 cache_index=cache_index,
             )
             caches.append(cache)
-        logits = self._logits_of(backbone, x)
+        logits = self.logits(x)
         return logits, x, ops.stack(caches, axis=1)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_llm.config import span_corruption_lengths
 from keras_llm.data import objectives
 
 VOCAB = 1000
@@ -13,8 +14,8 @@ FIRST_SENTINEL = VOCAB - 1  # <extra_id_0>; later sentinels count down
 
 def test_lengths_match_t5():
     # T5's baseline: 512 inputs ← 568 raw tokens, 114 targets.
-    assert objectives.span_corruption_lengths(512) == (568, 114)
-    raw, targets = objectives.span_corruption_lengths(64)
+    assert span_corruption_lengths(512) == (568, 114)
+    raw, targets = span_corruption_lengths(64)
     assert raw > 64 and targets < 64
 
 
@@ -34,7 +35,7 @@ def reconstruct(inputs, targets):
 
 
 def test_span_corruption_statistics_and_reconstruction():
-    raw, _ = objectives.span_corruption_lengths(512)
+    raw, _ = span_corruption_lengths(512)
     noise, spans, total = 0, 0, 0
     for i in range(50):
         tokens = np.random.default_rng(i).integers(3, 800, size=raw)

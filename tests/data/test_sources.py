@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from keras_llm import config as config_lib
 from keras_llm.data import bible
-from keras_llm.data import pipeline
 from keras_llm.data import sources
 from keras_llm.data import tokenizer as tokenizer_lib
+from tests import train_utils
 
 DOCS = [f"document number {i} says hello to the world" for i in range(400)]
 
@@ -127,17 +127,10 @@ def test_missing_bible_package_names_apt(tmp_path, monkeypatch):
         bible.read_pairs()
 
 
-@pytest.fixture(scope="module")
-def spm_dir(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("spm"))
-    tokenizer_lib.train_sentencepiece(
-        sources.pydoc_documents(), 512, directory, num_sentinels=100, seed=0
-    )
-    return directory
-
-
 @pytest.mark.parametrize("zoo_name", ["t5_tiny", "gpt2_tiny", "bert_tiny"])
-def test_pipeline_batches_have_static_shapes(zoo_name, spm_dir, tmp_path):
+def test_pipeline_batches_have_static_shapes(
+    zoo_name, sentencepiece_dir, tmp_path
+):
     cfg = config_lib.load_config(
         config_lib.zoo_path(zoo_name),
         overrides=[
@@ -153,8 +146,8 @@ def test_pipeline_batches_have_static_shapes(zoo_name, spm_dir, tmp_path):
             str(tmp_path / "wp"),
         )
     else:
-        tokenizer = tokenizer_lib.load_tokenizer(spm_dir)
-    train, validation, plan = pipeline.build_datasets(cfg, tokenizer)
+        tokenizer = tokenizer_lib.load_tokenizer(sentencepiece_dir)
+    train, validation, plan = train_utils.build_datasets(cfg, tokenizer)
     features, labels, weights = next(iter(train))
     for value in (*features.values(), labels, weights):
         assert value.shape[0] == 4 and None not in value.shape
@@ -175,7 +168,7 @@ def test_pipeline_batches_have_static_shapes(zoo_name, spm_dir, tmp_path):
     assert next(iter(validation))[1].shape == labels.shape
 
 
-def test_seq2seq_prefix_and_eos(spm_dir, tmp_path):
+def test_seq2seq_prefix_and_eos(sentencepiece_dir, tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("good morning\tbuenos dias\n" * 8)
     cfg = config_lib.load_config(
@@ -188,8 +181,8 @@ def test_seq2seq_prefix_and_eos(spm_dir, tmp_path):
             "data.task_prefix='translate English to Spanish: '",
         ],
     )
-    tokenizer = tokenizer_lib.load_tokenizer(spm_dir)
-    train, _, plan = pipeline.build_datasets(cfg, tokenizer)
+    tokenizer = tokenizer_lib.load_tokenizer(sentencepiece_dir)
+    train, _, plan = train_utils.build_datasets(cfg, tokenizer)
     assert plan.objective == "seq2seq"
     features, labels, weights = next(iter(train))
     text = tokenizer.detokenize(features["encoder_token_ids"][:1]).numpy()[0]

@@ -9,6 +9,8 @@ import transformers
 from keras_llm.convert.bert import load_bert_weights  # noqa: E402
 from keras_llm.models import BertBackbone  # noqa: E402
 from keras_llm.models import BertMaskedLM  # noqa: E402
+from tests.helpers import check_backbone
+from tests.helpers import check_task
 
 TINY = dict(
     vocabulary_size=97,
@@ -155,32 +157,7 @@ def test_padding_does_not_leak_into_real_positions():
     np.testing.assert_allclose(a[:, :5], b[:, :5], atol=1e-5)
 
 
-def test_keras_save_load_round_trip(tmp_path):
-    model = BertMaskedLM(BertBackbone(**TINY))
-    # Non-zero head weights, so the round trip must restore them.
-    model.output_bias.bias.assign(np.linspace(-1, 1, 97))
+def test_backbone_and_task_contracts(tmp_path):
     inputs = padded_inputs()
-    path = tmp_path / "bert.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    assert isinstance(restored, BertMaskedLM)
-    assert restored.backbone.get_config() == model.backbone.get_config()
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(restored(inputs)),
-        keras.ops.convert_to_numpy(model(inputs)),
-    )
-
-
-def test_mixed_bfloat16_close_to_float32():
-    reference = BertMaskedLM(BertBackbone(**TINY))
-    model = BertMaskedLM(BertBackbone(**TINY, dtype="mixed_bfloat16"))
-    model.set_weights(reference.get_weights())
-    inputs = padded_inputs()
-    logits = model(inputs)
-    assert logits.dtype == "float32"
-    assert model.transform_dense.compute_dtype == "bfloat16"
-    expected = keras.ops.convert_to_numpy(reference(inputs))
-    logits = keras.ops.convert_to_numpy(logits)
-    assert np.all(np.isfinite(logits))
-    assert np.mean(logits.argmax(-1) == expected.argmax(-1)) > 0.8
-    assert np.abs(logits - expected).max() < 0.1 * np.abs(expected).max()
+    check_backbone(BertBackbone, TINY, inputs, tmp_path)
+    check_task(BertMaskedLM, BertBackbone, TINY, inputs, tmp_path)

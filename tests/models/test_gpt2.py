@@ -9,6 +9,8 @@ import transformers
 from keras_llm.convert.gpt2 import load_gpt2_weights  # noqa: E402
 from keras_llm.models import GPT2Backbone  # noqa: E402
 from keras_llm.models import GPT2CausalLM  # noqa: E402
+from tests.helpers import check_backbone
+from tests.helpers import check_task
 
 TINY = dict(
     vocabulary_size=97,
@@ -146,35 +148,6 @@ def test_future_tokens_never_change_earlier_logits():
     assert np.abs(a[:, 4:] - b[:, 4:]).max() > 1e-3
 
 
-def test_keras_save_load_round_trip(tmp_path):
-    model = GPT2CausalLM(GPT2Backbone(**TINY))
-    inputs = tiny_inputs(lengths=(6, 3))
-    path = tmp_path / "gpt2.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    assert isinstance(restored, GPT2CausalLM)
-    assert restored.backbone.get_config() == model.backbone.get_config()
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(restored(inputs)),
-        keras.ops.convert_to_numpy(model(inputs)),
-    )
-
-
-def test_mixed_bfloat16_close_to_float32():
-    reference = GPT2CausalLM(GPT2Backbone(**TINY))
-    model = GPT2CausalLM(GPT2Backbone(**TINY, dtype="mixed_bfloat16"))
-    model.set_weights(reference.get_weights())
-    inputs = tiny_inputs()
-    logits = model(inputs)
-    assert logits.dtype == "float32"  # the head casts for a stable loss
-    assert model.backbone.token_embedding.compute_dtype == "bfloat16"
-    expected = keras.ops.convert_to_numpy(reference(inputs))
-    logits = keras.ops.convert_to_numpy(logits)
-    assert np.all(np.isfinite(logits))
-    assert np.mean(logits.argmax(-1) == expected.argmax(-1)) > 0.8
-    assert np.abs(logits - expected).max() < 0.1 * np.abs(expected).max()
-
-
 def test_decode_step_compiles_once_with_xla():
     import tensorflow as tf
 
@@ -191,3 +164,9 @@ def test_decode_step_compiles_once_with_xla():
     assert decode_step.experimental_get_tracing_count() == 1
     full = keras.ops.convert_to_numpy(model(inputs))
     np.testing.assert_allclose(np.concatenate(steps, 1), full[:, :3], atol=1e-4)
+
+
+def test_backbone_and_task_contracts(tmp_path):
+    inputs = tiny_inputs(lengths=(6, 3))
+    check_backbone(GPT2Backbone, TINY, inputs, tmp_path)
+    check_task(GPT2CausalLM, GPT2Backbone, TINY, inputs, tmp_path)

@@ -54,3 +54,32 @@ def test_every_exported_model_class_is_registered():
         if isinstance(obj, type) and obj not in (models.Backbone, models.Task):
             registered = keras.saving.get_registered_name(obj)
             assert registered == f"keras_llm>{name}", registered
+
+
+@pytest.mark.parametrize("arch", sorted(config_lib.MODEL_CONFIGS))
+def test_the_config_schema_states_the_task_models_kind(arch):
+    from keras_llm import kinds
+
+    schema = config_lib.MODEL_CONFIGS[arch]
+    task_cls = models.ARCHITECTURES[arch][1]
+    assert task_cls.kind == schema.kind
+    assert task_cls.input_format.kind == task_cls.kind
+    assert schema.default_objective in (*kinds.OBJECTIVES[schema.kind], None)
+
+
+def test_arch_names_live_in_models_convert_and_the_schema_only():
+    import pathlib
+    import re
+
+    root = pathlib.Path(keras_llm.__file__).parent
+    allowed = {"models", "convert", "config"}
+    pattern = re.compile(
+        r"[\"'](" + "|".join(config_lib.MODEL_CONFIGS) + ")[\"']"
+    )
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if path.relative_to(root).parts[0] not in allowed
+        and pattern.search(path.read_text())
+    ]
+    assert offenders == []

@@ -19,7 +19,7 @@ Signatures (`saved_model_cli show --dir OUT/NAME/VERSION --all`):
 Decoding parameters are fixed at export and recorded in
 `assets.extra/keras_llm_export.json`. The graph holds core TensorFlow and
 TensorFlow Text ops only and no XLA cluster (TF Serving runs XLA only
-behind an experimental flag, DESIGN.md trap 3).
+behind an experimental flag; see docs/architecture.md, "Known traps").
 """
 
 import dataclasses
@@ -31,9 +31,8 @@ import shutil
 import keras
 import tensorflow as tf
 
+from keras_llm import kinds
 from keras_llm import rundir
-from keras_llm._callable import make_callable
-from keras_llm.generation import decoders
 from keras_llm.generation.config import GenerationConfig
 from keras_llm.generation.search import decode
 
@@ -70,60 +69,14 @@ def _check_target(out_dir, name, version, overwrite):
 
 
 class _Servable:
-    """The traced functions of one export (model + tokenizer + settings)."""
+    """The traced functions of one export: the model, its input format (the
+    tokenizer inside) and the decoding settings."""
 
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        config,
-        max_input_length,
-        max_target_length,
-        task_prefix="",
-    ):
+    def __init__(self, model, input_format, config):
         self.model = model
-        self.task_prefix = task_prefix
-        self.tokenizer = tokenizer
+        self.format = input_format
+        self.tokenizer = input_format.tokenizer
         self.config = config
-        self.kind = decoders.model_kind(model)
-        self.max_input_length = max_input_length
-        self.max_target_length = max_target_length
-
-    def _clean(self, texts):
-        # Bytes that are not UTF-8 would fail the tokenizer: replace them.
-        return tf.strings.unicode_transcode(
-            texts,
-            "UTF-8",
-            "UTF-8",
-            errors="replace",
-            replacement_char=0xFFFD,
-        )
-
-    def _with_eos(self, ids, length):
-        """Ragged ids cut to `length - 1`, then EOS (as in training)."""
-        ids = ids[:, : length - 1]
-        eos = tf.fill([ids.nrows(), 1], self.tokenizer.eos_id)
-        return tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1)
-
-    def _prompt(self, texts):
-        """Strings → padded prompt `(token_ids, padding_mask)`."""
-        tok = self.tokenizer
-        if self.kind == decoders.SEQ2SEQ:
-            # As in training: the run's task prefix, the text, then EOS.
-            texts = tf.strings.join([self.task_prefix, self._clean(texts)])
-            ids = self._with_eos(tok.tokenize(texts), self.max_input_length)
-            return decoders.pad_prompts(ids, tok.pad_id)
-        # Decoder-only: keep the end of long prompts; an empty prompt starts
-        # from EOS (GPT-2's document separator).
-        ids = tok.tokenize(self._clean(texts))[
-            :, -(self.max_input_length - 1) :
-        ]
-        empty = tf.equal(ids.row_lengths(), 0)
-        fill = tf.ragged.boolean_mask(
-            tf.fill([ids.nrows(), 1], tok.eos_id), empty[:, None]
-        )
-        ids = tf.concat([fill, ids], axis=1)
-        return decoders.pad_prompts(ids, tok.pad_id, left=True)
 
     def generate_ids(self, token_ids, padding_mask):
         return decode(
@@ -139,119 +92,40 @@ class _Servable:
         return {"token_ids": self.generate_ids(token_ids, padding_mask)}
 
     def serve(self, inputs):
-        if self.kind == decoders.MASKED:
+        if self.model.kind == kinds.MASKED:
             return {"outputs": self._fill_masks(inputs)}
-        token_ids, padding_mask = self._prompt(inputs)
-        new = self.generate_ids(token_ids, padding_mask)
+        ids = self.format.prompt_ids(inputs, self.config.max_new_tokens)
+        new = self.generate_ids(*self.format.pad_prompts(ids))
         return {"outputs": self.tokenizer.detokenize(new)}
-
-    def _bert_inputs(self, texts):
-        """Strings → BERT inputs: `[CLS] text [SEP]`, padded, one segment."""
-        tok = self.tokenizer
-        ids = tok.tokenize(self._clean(texts))[:, : self.max_input_length - 2]
-        ones = tf.ones([ids.nrows(), 1], tf.int32)
-        ids = tf.concat(
-            [
-                tf.RaggedTensor.from_tensor(ones * tok.cls_id),
-                tf.cast(ids, tf.int32),
-                tf.RaggedTensor.from_tensor(ones * tok.sep_id),
-            ],
-            1,
-        )
-        token_ids, padding_mask = decoders.pad_prompts(ids, tok.pad_id)
-        return {
-            "token_ids": token_ids,
-            "padding_mask": padding_mask,
-            "segment_ids": tf.zeros_like(token_ids),
-        }
 
     def _fill_masks(self, inputs):
         tok = self.tokenizer
-        features = self._bert_inputs(inputs)
-        token_ids, padding_mask = (
-            features["token_ids"],
-            features["padding_mask"],
-        )
-        logits = self.model(features)
-        best = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
+        features = self.format.features(self.format.prompt_ids(inputs))
+        token_ids = features["token_ids"]
+        best = tf.argmax(self.model(features), axis=-1, output_type=tf.int32)
         filled = tf.where(tf.equal(token_ids, tok.mask_id), best, token_ids)
-        keep = tf.logical_and(
-            tf.cast(padding_mask, tf.bool), tf.not_equal(filled, tok.cls_id)
-        )
-        keep = tf.logical_and(keep, tf.not_equal(filled, tok.sep_id))
+        keep = tf.cast(features["padding_mask"], tf.bool)
+        keep &= tf.not_equal(filled, tok.cls_id)
+        keep &= tf.not_equal(filled, tok.sep_id)
         return tok.detokenize(tf.ragged.boolean_mask(filled, keep))
 
     def score(self, inputs, targets):
-        tok = self.tokenizer
-        target_ids = tok.tokenize(self._clean(targets))
-        if self.kind == decoders.SEQ2SEQ:
-            token_ids, padding_mask = self._prompt(inputs)
-            target_ids = self._with_eos(target_ids, self.max_target_length)
-            labels, weights = decoders.pad_prompts(target_ids, tok.pad_id)
-            decoder_ids = tf.concat(
-                [tf.fill([tf.shape(labels)[0], 1], tok.pad_id), labels[:, :-1]],
-                1,
-            )
-            logits = self.model(
-                {
-                    "encoder_token_ids": token_ids,
-                    "encoder_padding_mask": padding_mask,
-                    "decoder_token_ids": decoder_ids,
-                    "decoder_padding_mask": tf.ones_like(decoder_ids),
-                }
-            )
-        else:
-            prompt = tok.tokenize(self._clean(inputs))
-            joined = tf.concat([prompt, target_ids], axis=1)
-            joined = joined[:, -self.max_input_length :]
-            # Labels: the joined sequence shifted by one; weights on the
-            # target's positions only.
-            is_target = tf.concat(
-                [
-                    tf.zeros_like(prompt, tf.int32),
-                    tf.ones_like(target_ids, tf.int32),
-                ],
-                1,
-            )
-            is_target = is_target[:, -self.max_input_length :]
-            token_ids, padding_mask = decoders.pad_prompts(joined, tok.pad_id)
-            target_mask, _ = decoders.pad_prompts(is_target, 0)
-            logits = self.model(
-                {"token_ids": token_ids, "padding_mask": padding_mask}
-            )[:, :-1]
-            labels = token_ids[:, 1:]
-            weights = target_mask[:, 1:]
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        picked = tf.gather(log_probs, labels, batch_dims=2)
-        weights = tf.cast(weights, tf.float32)
+        features, labels, weights = self.format.pair_examples(inputs, targets)
+        nll, count = self.model.loss_terms(features, labels, weights)
         return {
-            "log_likelihood": tf.reduce_sum(picked * weights, axis=1),
-            "num_tokens": tf.cast(tf.reduce_sum(weights, axis=1), tf.int32),
+            "log_likelihood": -nll,
+            "num_tokens": tf.cast(count, tf.int32),
         }
 
     def encode(self, inputs):
-        """BERT's hidden states (the `encode` signature)."""
-        features = self._bert_inputs(inputs)
+        """The backbone's hidden states (the `encode` signature)."""
+        features = self.format.features(self.format.prompt_ids(inputs))
         outputs = self.model.backbone(features)
         return {
             "sequence_output": tf.cast(outputs["sequence_output"], tf.float32),
             "pooled_output": tf.cast(outputs["pooled_output"], tf.float32),
             "padding_mask": features["padding_mask"],
         }
-
-
-def _limits(cfg, model, config, kind):
-    """Longest input and target the export feeds the model."""
-    max_input = cfg.data.sequence_length
-    max_target = max(cfg.data.target_sequence_length, config.max_new_tokens)
-    if kind == decoders.CAUSAL:
-        max_input = min(
-            max_input,
-            model.backbone.max_sequence_length - config.max_new_tokens,
-        )
-    if kind == decoders.MASKED:
-        max_input = min(max_input, model.backbone.max_sequence_length)
-    return max(max_input, 2), max_target
 
 
 def _write_warmup(directory, name, texts):
@@ -318,30 +192,25 @@ def export(
         FileExistsError: the version exists and `overwrite` is False.
         PermissionError: `out_dir` cannot be written.
     """
-    from keras_llm.data.tokenizer import load_tokenizer
-
     config = config or GenerationConfig()
-    cfg = rundir.read_config(run_dir)
+    rundir.read_config(run_dir)  # a clear error before any work
     name = name or os.path.basename(os.path.normpath(run_dir))
     target, version = _check_target(out_dir, name, version, overwrite)
-    tokenizer_dir = os.path.join(run_dir, rundir.TOKENIZER_DIR)
-    if not os.path.isdir(tokenizer_dir):
-        raise FileNotFoundError(
-            f"{tokenizer_dir} is missing: the export needs the run's tokenizer."
-        )
-    tokenizer = load_tokenizer(tokenizer_dir)
     model = rundir.load(run_dir)
-    kind = decoders.model_kind(model)
-    max_input, max_target = _limits(cfg, model, config, kind)
-    servable = _Servable(
-        model, tokenizer, config, max_input, max_target, cfg.data.task_prefix
-    )
+    tokenizer, kind = model.tokenizer, model.kind
+    if tokenizer is None:
+        raise FileNotFoundError(
+            f"{os.path.join(run_dir, rundir.TOKENIZER_DIR)} is missing: the "
+            "export needs the run's tokenizer."
+        )
+    input_format = model.make_format()
+    servable = _Servable(model, input_format, config)
 
     strings = tf.TensorSpec([None], tf.string)
     ids = tf.TensorSpec([None, None], tf.int32)
     # name → (function, input specs); argument names become input keys.
     endpoints = {"serving_default": (servable.serve, [strings])}
-    if kind == decoders.MASKED:
+    if kind == kinds.MASKED:
         endpoints["encode"] = (servable.encode, [strings])
     else:
         endpoints["generate_ids"] = (
@@ -368,9 +237,9 @@ def export(
             "version": version,
             "kind": kind,
             "generation": dataclasses.asdict(config),
-            "max_input_length": max_input,
-            "max_target_length": max_target,
-            "task_prefix": cfg.data.task_prefix,
+            "max_input_length": input_format.sequence_length,
+            "max_target_length": input_format.target_sequence_length,
+            "task_prefix": input_format.task_prefix,
             "signatures": sorted(endpoints),
             "xla": False,
         }
@@ -390,6 +259,3 @@ def export(
         raise
     write_models_config(out_dir)
     return target
-
-
-make_callable(__name__, export)

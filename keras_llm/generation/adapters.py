@@ -1,6 +1,6 @@
-"""One decoding interface over the task models, and prompt padding.
+"""Adapters: one decoding interface over the task models of each kind.
 
-A decoder turns a task model's `build_cache` / `call_with_cache` into
+An adapter turns a task model's `build_cache` / `call_with_cache` into
 graph functions the search loops call:
 
 - `prefill(token_ids, padding_mask, max_new_tokens)` runs the prompt (the
@@ -20,58 +20,10 @@ values, so it traces with autograph off and compiles with XLA.
 
 import tensorflow as tf
 
-SEQ2SEQ = "seq2seq"  # T5, Transformer: encoder input right-padded
-CAUSAL = "causal"  # GPT-2: prompt left-padded
-MASKED = "masked"  # BERT: fill-mask, no decoding
+from keras_llm import kinds
 
 
-def model_kind(model):
-    """`SEQ2SEQ`, `CAUSAL` or `MASKED`, from the task model's input keys.
-
-    Raises:
-        ValueError: the model is not a keras_llm task model.
-    """
-    inputs = getattr(model, "input", None)
-    names = set(inputs) if isinstance(inputs, dict) else set()
-    if "encoder_token_ids" in names:
-        return SEQ2SEQ
-    if "segment_ids" in names:
-        return MASKED
-    if "token_ids" in names and hasattr(model, "call_with_cache"):
-        return CAUSAL
-    raise ValueError(
-        "Expected a keras_llm task model (T5Seq2SeqLM, TransformerSeq2SeqLM, "
-        f"GPT2CausalLM or BertMaskedLM). Received: {type(model).__name__}"
-    )
-
-
-def pad_prompts(token_ids, pad_id, left=False, length=None):
-    """Pads ragged prompts into a dense batch and its padding mask.
-
-    Args:
-        token_ids: int `tf.RaggedTensor` `(B, None)`.
-        pad_id: int.
-        left: bool. Pad on the left (decoder-only prompts, so every row's
-            last token sits in the last column) instead of the right.
-        length: int or `None`. Columns of the result; `None` is the longest
-            row. Rows longer than `length` are cut (on the left when `left`,
-            keeping the end of the prompt).
-
-    Returns:
-        `(token_ids, padding_mask)`, int32 `(B, length)` each.
-    """
-    token_ids = tf.cast(token_ids, tf.int32)
-    if left:
-        token_ids = tf.reverse(token_ids, axis=[1])
-    shape = [None, length]
-    dense = token_ids.to_tensor(default_value=pad_id, shape=shape)
-    mask = tf.ones_like(token_ids).to_tensor(default_value=0, shape=shape)
-    if left:
-        dense, mask = tf.reverse(dense, [1]), tf.reverse(mask, [1])
-    return dense, mask
-
-
-class Decoder:
+class Adapter:
     """Shared part: the output layer, applied by the search loops."""
 
     def __init__(self, model):
@@ -79,11 +31,10 @@ class Decoder:
 
     def logits(self, hidden):
         """Float32 logits `(B, V)` of last-position hidden states `(B, D)`."""
-        model = self.model
-        return model._logits_of(model.backbone, hidden[:, None])[:, 0]
+        return self.model.logits(hidden[:, None])[:, 0]
 
 
-class Seq2SeqDecoder(Decoder):
+class Seq2SeqAdapter(Adapter):
     """T5 / Transformer: run the encoder once, then decode from `start_id`."""
 
     def __init__(self, model, start_id):
@@ -111,7 +62,7 @@ class Seq2SeqDecoder(Decoder):
         return hidden[:, -1], (cache, (cross, padding_mask))
 
 
-class CausalDecoder(Decoder):
+class CausalAdapter(Adapter):
     """GPT-2: run the left-padded prompt, then one token per step.
 
     Positions count real tokens only (`cumsum(mask) - 1`, as Hugging Face
@@ -153,7 +104,7 @@ class CausalDecoder(Decoder):
         return hidden[:, -1], (cache, constants)
 
 
-class TwoRowDecoder:
+class TwoRowAdapter:
     """Runs a one-prompt batch as two copies of it; the output layer sees
     one row.
 
@@ -165,32 +116,31 @@ class TwoRowDecoder:
     batch of 1 and a search that never reorders rows (not beam search).
     """
 
-    def __init__(self, decoder):
-        self.decoder = decoder
-        self.logits = decoder.logits
+    def __init__(self, adapter):
+        self.adapter = adapter
+        self.logits = adapter.logits
 
     def prefill(self, token_ids, padding_mask, max_new_tokens):
         double = lambda x: tf.concat([x, x], axis=0)  # noqa: E731
-        hidden, state = self.decoder.prefill(
+        hidden, state = self.adapter.prefill(
             double(token_ids), double(padding_mask), max_new_tokens
         )
         return hidden[:1], state
 
     def step(self, tokens, t, state):
-        hidden, state = self.decoder.step(
+        hidden, state = self.adapter.step(
             tf.concat([tokens, tokens], 0), t, state
         )
         return hidden[:1], state
 
 
-def decoder_for(model, start_id):
-    """The decoder of a seq2seq or decoder-only task model."""
-    kind = model_kind(model)
-    if kind == SEQ2SEQ:
-        return Seq2SeqDecoder(model, start_id)
-    if kind == CAUSAL:
-        return CausalDecoder(model)
+def adapter_for(model, start_id):
+    """The adapter of a seq2seq or decoder-only task model."""
+    if model.kind == kinds.SEQ2SEQ:
+        return Seq2SeqAdapter(model, start_id)
+    if model.kind == kinds.CAUSAL:
+        return CausalAdapter(model)
     raise ValueError(
         f"{type(model).__name__} does not generate text; use "
-        "`keras_llm.generation.fill_mask` for masked language models."
+        "`model.fill_mask` for masked language models."
     )

@@ -1,5 +1,6 @@
-"""The Python API: token ids in and out (`generate_ids`), texts in and out
-(`generate`).
+"""The host side of generation: batching, bucketing and the compiled
+decode functions; token ids in and out (`generate_ids`), texts in and out
+(`generate`, what `Task.generate` calls).
 
 `generate_ids` pads each batch of prompts to a bucketed length (powers of
 two from 16, capped by the model's limit) and runs one `tf.function` per
@@ -13,7 +14,9 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from keras_llm.generation import decoders
+from keras_llm import kinds
+from keras_llm.data import formats
+from keras_llm.generation.adapters import adapter_for
 from keras_llm.generation.config import GenerationConfig
 from keras_llm.generation.search import decode
 
@@ -93,10 +96,10 @@ def _rows(token_ids):
     return [np.asarray(row, dtype=np.int32).reshape(-1) for row in token_ids]
 
 
-def _prompt_limit(model, kind, config):
-    if kind != decoders.CAUSAL:
+def _prompt_limit(model, config):
+    if model.kind != kinds.CAUSAL or model.max_positions is None:
         return None  # relative (T5) or sinusoidal positions: no table end
-    return model.backbone.max_sequence_length - config.max_new_tokens + 1
+    return model.max_positions - config.max_new_tokens + 1
 
 
 def generate_ids(
@@ -114,7 +117,7 @@ def generate_ids(
     """Generates new token ids for a batch of prompts.
 
     Args:
-        model: `T5Seq2SeqLM`, `TransformerSeq2SeqLM` or `GPT2CausalLM`.
+        model: a `Seq2SeqLM` or `CausalLM` task model.
         token_ids: the prompts: a list of id lists, an int
             `tf.RaggedTensor` `(B, None)` or a dense `(B, T)` array (every
             row taken whole). Seq2seq: the encoder input, EOS included if
@@ -138,14 +141,13 @@ def generate_ids(
             prompt, or a prompt too long for the model's position table.
     """
     config = GenerationConfig() if config is None else config
-    kind = decoders.model_kind(model)
-    decoders.decoder_for(model, pad_id)  # rejects masked LMs
+    adapter_for(model, pad_id)  # rejects masked LMs
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
     rows = _rows(token_ids)
-    limit = _prompt_limit(model, kind, config)
+    limit = _prompt_limit(model, config)
     for i, row in enumerate(rows):
-        if kind == decoders.CAUSAL and not len(row):
+        if model.kind == kinds.CAUSAL and not len(row):
             raise ValueError(
                 f"Prompt {i} is empty: a decoder-only model needs at least "
                 "one token to start from (e.g. the BOS id)."
@@ -154,7 +156,7 @@ def generate_ids(
             raise ValueError(
                 f"Prompt {i} has {len(row)} tokens: with "
                 f"max_new_tokens={config.max_new_tokens} the model's "
-                f"{model.backbone.max_sequence_length} positions allow at "
+                f"{model.max_positions} positions allow at "
                 f"most {limit}."
             )
     function = decoding_function(
@@ -177,8 +179,8 @@ def generate_ids(
             np.concatenate(chunk).astype(np.int32),
             [len(row) for row in chunk],
         )
-        ids, mask = decoders.pad_prompts(
-            ragged, pad_id, left=kind == decoders.CAUSAL, length=length
+        ids, mask = formats.pad(
+            ragged, pad_id, length, left=model.input_format.left_padded
         )
         chunk_seed = tf.constant([seed or 0, index], tf.int32)
         outputs.append(function(ids, mask, chunk_seed).numpy())
@@ -208,56 +210,46 @@ def as_list(texts):
 
 def generate(
     model,
-    tokenizer,
+    input_format,
     texts,
     config=None,
     *,
-    task_prefix="",
     jit_compile=True,
     batch_size=DEFAULT_BATCH_SIZE,
 ):
-    """Generates a text for each prompt.
+    """Generates a text for each prompt (`Task.generate` calls this).
 
-    Seq2seq models read `task_prefix + text` followed by EOS (as the training
-    pipeline builds encoder inputs); decoder-only models continue the prompt
-    (an empty prompt starts from the BOS id). Only the new text is returned.
+    The prompts are built by the model's input format, as in training and
+    in the export: seq2seq inputs get the task prefix, truncation and EOS;
+    decoder-only prompts keep their end and start from BOS when empty.
+    Only the new text is returned.
 
     Args:
-        model: `T5Seq2SeqLM`, `TransformerSeq2SeqLM` or `GPT2CausalLM`.
-        tokenizer: the model's `keras_llm.data.tokenizer.Tokenizer`.
+        model: a `Seq2SeqLM` or `CausalLM` task model.
+        input_format: its `keras_llm.data.formats.InputFormat`.
         texts: list of str (or one str).
         config: `GenerationConfig`. Defaults to greedy, 32 tokens.
-        task_prefix: str. Seq2seq: put before every text (the run's
-            `data.task_prefix`).
         jit_compile: bool. Compile the decode loop with XLA.
         batch_size: int. Prompts decoded together.
 
     Returns:
         list of str, one per prompt.
     """
-    kind = decoders.model_kind(model)
+    config = GenerationConfig() if config is None else config
     texts = as_list(texts)
     if not texts:
         return []
-    prefix = task_prefix if kind == decoders.SEQ2SEQ else ""
-    ragged = tokenizer.tokenize(tf.constant([prefix + t for t in texts]))
-    rows = [list(row) for row in ragged.to_list()]
-    eos_id = tokenizer.eos_id
-    if kind == decoders.SEQ2SEQ and eos_id is not None:
-        rows = [row + [eos_id] for row in rows]
-    if kind == decoders.CAUSAL:
-        start = tokenizer.bos_id if tokenizer.bos_id is not None else eos_id
-        if start is not None:
-            rows = [row or [start] for row in rows]
+    tokenizer = input_format.tokenizer
+    ragged = input_format.prompt_ids(tf.constant(texts), config.max_new_tokens)
     ids = generate_ids(
         model,
-        rows,
+        ragged,
         config,
-        eos_id=eos_id,
+        eos_id=tokenizer.eos_id,
         pad_id=tokenizer.pad_id,
         jit_compile=jit_compile,
         batch_size=batch_size,
     )
     return detokenize(
-        tokenizer, _strip_after_eos(ids, eos_id, tokenizer.pad_id)
+        tokenizer, _strip_after_eos(ids, tokenizer.eos_id, tokenizer.pad_id)
     )
