@@ -96,6 +96,30 @@ MALFORMED = {
         MINIMAL + "  dropout: 1.0\n",
         "model.dropout: must be in [0, 1). Received: 1.0",
     ),
+    "huge_vocabulary": (
+        "model:\n  arch: t5\n  vocabulary_size: 1000000000000\n",
+        "model.vocabulary_size: must be in [1, 2**24 = 16777216]. "
+        "Received: 1000000000000",
+    ),
+    "huge_batch": (
+        MINIMAL + "train:\n  global_batch_size: 1000000000000\n",
+        "train.global_batch_size: must be in [1, 2**20 = 1048576]. "
+        "Received: 1000000000000",
+    ),
+    "not_finite": (
+        MINIMAL + "train:\n  learning_rate: .inf\n",
+        "train.learning_rate: must be a finite number. Received: inf",
+    ),
+    "duplicate_key": (
+        MINIMAL + "  num_heads: 4\n  num_heads: 8\n",
+        "model.num_heads: duplicate key on lines 4 and 5 (keep one: YAML "
+        "would silently use the last)",
+    ),
+    "duplicate_section": (
+        MINIMAL + "train:\n  seed: 1\ntrain:\n  seed: 2\n",
+        "train: duplicate section on lines 4 and 6 (merge them into one: "
+        "YAML would silently use the last)",
+    ),
     # Across sections: what the data pipeline would refuse, caught before
     # any data is read (so `kllm validate` refuses what `kllm train` would).
     "objective_misfit": (
@@ -474,3 +498,88 @@ def test_loading_does_not_import_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+BILLION_LAUGHS = "".join(
+    f"{name}: &{name} [{','.join([previous] * 9)}]\n"
+    for name, previous in zip(
+        "abcdefghi", ['"lol"'] + [f"*{c}" for c in "abcdefgh"]
+    )
+)
+
+
+def test_alias_expansion_is_bounded(tmp_path):
+    # 10**9 strings from a few hundred bytes: refused before anything is
+    # built (it used to run for half a minute and die of MemoryError).
+    assert len(BILLION_LAUGHS) < 400
+    message = _error(tmp_path, BILLION_LAUGHS)
+    assert message == (
+        f"{tmp_path / 'c.yaml'}: the YAML expands to more than 10,000 values "
+        "(its aliases repeat anchors over and over); write the values out "
+        "instead"
+    )
+    message = _error(tmp_path, "a: &a [*a]\n")
+    assert "line 1: an alias refers to the value that holds it" in message
+    message = _error(tmp_path, "model: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert "nested too deeply" in message
+
+
+def test_aliases_and_merge_keys_still_load(tmp_path):
+    # An alias used a few times and a `<<` merge whose keys are overridden.
+    path = _write(
+        tmp_path,
+        """\
+        model: &m
+          arch: t5
+          vocabulary_size: 128
+        data:
+          <<: {sequence_length: 32, target_sequence_length: 8}
+          sequence_length: 64
+          target_sequence_length: 16
+        """,
+    )
+    cfg = config.load_config(path)
+    assert cfg.data.sequence_length == 64 and cfg.model.vocabulary_size == 128
+
+
+def test_duplicate_keys_are_reported_in_file_order(tmp_path):
+    message = _error(
+        tmp_path,
+        MINIMAL + "  num_heads: 4\n  num_heads: 8\ntrain: {seed: 1, seed: 2}\n"
+        "model:\n  arch: t5\n",
+    )
+    lines = message.splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "model.num_heads",
+        "train.seed",
+        "model",
+    ]
+    assert "duplicate key on line 6 " in lines[1]  # both on one line
+    assert "duplicate section on lines 1 and 7" in lines[2]
+
+
+def test_duplicate_keys_in_an_override(tmp_path):
+    with pytest.raises(config.ConfigError, match="--set: model.x.a: duplic"):
+        config.parse_override("model.x={a: 1, a: 2}")
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("model.hidden_dim=262144", "model.hidden_dim"),
+        ("model.num_layers=1025", "model.num_layers"),
+        ("data.target_sequence_length=131073", "data.target_sequence_length"),
+        ("train.train_steps=1099511627777", "train.train_steps"),
+        ("train.seed=4294967296", "train.seed"),
+    ],
+)
+def test_sizes_are_bounded(override, key):
+    with pytest.raises(config.ConfigError) as info:
+        config.load_config("t5_tiny", [override])
+    assert str(info.value).startswith(f"--set: {key}: must be in [")
+    assert "\n" not in str(info.value)
+
+
+def test_every_zoo_config_is_within_the_bounds():
+    for path in ZOO:
+        config.load_config(path)

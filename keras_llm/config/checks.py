@@ -1,6 +1,7 @@
 """The checks shared by the config dataclasses, and their base `_Section`."""
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -70,6 +71,19 @@ def _positive(cfg: Any, *names: str, zero_ok: bool = False) -> Iterator:
             yield _problem(f"{cfg.section}.{name}", problem, value)
 
 
+def _at_most(cfg: Any, limit: int, *names: str, low: int = 1) -> Iterator:
+    """Sizes beyond any machine, refused before they allocate or hang;
+    `low` is only shown (`_positive` checks it)."""
+    shown = str(limit)
+    if limit & (limit - 1) == 0:  # a power of two
+        shown = f"2**{limit.bit_length() - 1} = {limit}"
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value > limit:
+            key = f"{cfg.section}.{name}"
+            yield _problem(key, f"must be in [{low}, {shown}]", value)
+
+
 def _fraction(cfg: Any, name: str) -> Iterator[Problem]:
     if not 0 <= getattr(cfg, name) < 1:
         key = f"{cfg.section}.{name}"
@@ -104,6 +118,9 @@ class _Section:
             key = f"{self.section}.{field.name}"
             if problem := _check_type(key, value, field.type):
                 problems.append(problem)
+            elif type(value) is float and not math.isfinite(value):
+                problem = "must be a finite number"
+                problems.append(_problem(key, problem, value))
             elif type(value) is int and _accepts(0.5, field.type):
                 # An int given for a float: store 2.0, so dumps write floats.
                 object.__setattr__(self, field.name, float(value))

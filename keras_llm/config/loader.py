@@ -8,6 +8,7 @@ Every problem is reported in one `ConfigError`, one per line, shaped
 import dataclasses
 import os
 from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -55,7 +56,7 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
             f"Received: {text!r}"
         )
     try:
-        return path, yaml.safe_load(value)
+        return path, _safe_load(value, "--set", prefix=key)
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise ConfigError(
@@ -86,7 +87,7 @@ def load_config(
     source = zoo.resolve(path_or_name)
     try:
         with open(source, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            raw = _safe_load(f, source)
     except OSError as error:
         raise ConfigError(f"{source}: cannot read ({error.strerror})") from None
     except yaml.YAMLError as error:
@@ -99,6 +100,149 @@ def load_config(
             f"{source}: {where}invalid YAML ({problem})"
         ) from None
     return config_from_dict(raw, source=source, overrides=overrides)
+
+
+# More values than any config holds: a file whose aliases expand past this
+# (a "billion laughs": 342 bytes, 10**9 strings) is refused before it is built.
+MAX_YAML_VALUES = 10_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _safe_load(stream: Any, source: str, prefix: str = "") -> Any:
+    """`yaml.safe_load`, refusing what it would take silently.
+
+    The node graph is checked before any Python value is built: duplicate
+    keys (YAML keeps the last one without a word) and aliases that expand
+    to more than `MAX_YAML_VALUES` values, or into themselves.
+
+    Args:
+        stream: the YAML text or an open file.
+        source: the file, or `"--set"`, for the messages.
+        prefix: the dotted key of the whole text (`--set KEY=VALUE`).
+
+    Raises:
+        yaml.YAMLError: the text is not YAML.
+        ConfigError: duplicate keys (each naming both lines), a runaway
+            expansion, or nesting too deep to parse.
+    """
+    loader = yaml.SafeLoader(stream)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(
+                f"{source}: the YAML is nested too deeply to read; "
+                "flatten it (a config is a mapping of sections)"
+            ) from None
+        if node is None:
+            return None
+        _check_expansion(node, source)
+        duplicates = sorted(
+            _duplicate_keys(node, source, prefix), key=lambda item: item[0]
+        )
+        if duplicates:
+            raise ConfigError(problem for _, problem in duplicates)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """Counts the values `root` expands to, each alias counted as the
+    values it repeats, without expanding anything (nodes reached twice
+    are counted once and reused)."""
+    sizes: dict[int, int] = {}  # id(node) -> expanded size
+    stack = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            sizes[key] = min(total, MAX_YAML_VALUES + 1)
+            if total > MAX_YAML_VALUES:
+                raise ConfigError(
+                    f"{source}: the YAML expands to more than "
+                    f"{MAX_YAML_VALUES:,} values (its aliases repeat anchors "
+                    "over and over); write the values out instead"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            line = node.start_mark.line + 1
+            raise ConfigError(
+                f"{source}: line {line}: an alias refers to the value that "
+                "holds it, which would be infinite; write the values out "
+                "instead"
+            )
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+
+
+def _duplicate_keys(
+    root: yaml.Node, source: str, prefix: str = ""
+) -> Iterator[tuple[tuple[int, int], Problem]]:
+    """A problem per key given twice in one mapping, naming both lines
+    (with its line and column, to sort by).
+
+    Keys merged in with `<<` may be overridden (that is what merging is
+    for); a key written twice may not."""
+    seen: set[int] = set()
+    stack = [(root, prefix)]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(
+                (child, f"{path}.{i}" if path else str(i))
+                for i, child in enumerate(node.value)
+            )
+            continue
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            dotted = f"{path}.{key_node.value}" if path else key_node.value
+            stack.append((value_node, dotted))
+            if key_node.tag == _MERGE_TAG:
+                continue
+            line, name = key_node.start_mark.line + 1, key_node.value
+            if (key_node.tag, name) not in lines:
+                lines[key_node.tag, name] = line
+            else:
+                first = lines[key_node.tag, name]
+                what = "key" if path else "section"
+                where = f"lines {first} and {line}"
+                where = f"line {line}" if first == line else where
+                hint = (
+                    "keep one" if path else "merge them into one"
+                ) + ": YAML would silently use the last"
+                mark = key_node.start_mark
+                yield (
+                    (mark.line, mark.column),
+                    _problem(
+                        dotted,
+                        f"duplicate {what} on {where}",
+                        hint=hint,
+                        kind=_UNKNOWN,
+                        at=source,
+                    ),
+                )
 
 
 def config_from_dict(

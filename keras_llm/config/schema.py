@@ -13,6 +13,7 @@ from typing import Any
 from typing import ClassVar
 
 from keras_llm import kinds
+from keras_llm.config.checks import _at_most
 from keras_llm.config.checks import _check_heads
 from keras_llm.config.checks import _fraction
 from keras_llm.config.checks import _one_of
@@ -29,6 +30,40 @@ OBJECTIVES = tuple(
     dict.fromkeys(o for kind in kinds.KINDS for o in kinds.OBJECTIVES[kind])
 )
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+
+# Upper bounds: far above any real model or run, low enough to refuse a
+# typo (an extra digit, 1e12) before it allocates memory or hangs.
+MAX_VOCABULARY = 2**24  # model.vocabulary_size
+MAX_WIDTH = 2**17  # hidden_dim, intermediate_dim, key_value_dim
+MAX_COUNT = 1024  # layers, heads, segments, buckets, checkpoints, devices
+MAX_LENGTH = 2**17  # sequence lengths, position tables, distances
+MAX_BATCH = 2**20  # train.global_batch_size, shuffle and eval counts
+MAX_STEPS = 2**40  # train.train_steps and the other step counts
+MAX_SEED = 2**32 - 1  # what numpy's seeding takes
+
+
+def _model_sizes(cfg: Any) -> Iterator[Problem]:
+    """The upper bounds of the model fields that every arch has, and of
+    those (`key_value_dim`, `max_sequence_length`, ...) that it may have."""
+    fields = {f.name for f in dataclasses.fields(cfg)}
+
+    def present(*names):
+        return [name for name in names if name in fields]
+
+    yield from _at_most(cfg, MAX_VOCABULARY, "vocabulary_size")
+    yield from _at_most(
+        cfg,
+        MAX_WIDTH,
+        *present("hidden_dim", "intermediate_dim", "key_value_dim"),
+    )
+    yield from _at_most(
+        cfg,
+        MAX_COUNT,
+        *present("num_layers", "num_heads", "num_segments", "num_buckets"),
+    )
+    yield from _at_most(
+        cfg, MAX_LENGTH, *present("max_sequence_length", "max_distance")
+    )
 
 
 # --- Model configs: field names equal the backbone's __init__ arguments ------
@@ -62,6 +97,7 @@ class T5Config(_Section):
             "intermediate_dim", "key_value_dim", "layer_norm_epsilon",
             "num_buckets", "max_distance",
         )  # fmt: skip
+        yield from _model_sizes(self)
         yield from _fraction(self, "dropout")
         yield from _one_of(self, "activation", ACTIVATIONS)
         if self.key_value_dim is None:  # T5 v1.1 small: 6 heads of 64, D 512
@@ -94,6 +130,7 @@ class GPT2Config(_Section):
             self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
             "intermediate_dim", "max_sequence_length", "layer_norm_epsilon",
         )  # fmt: skip
+        yield from _model_sizes(self)
         yield from _fraction(self, "dropout")
         yield from _check_heads(self)
 
@@ -125,6 +162,7 @@ class BertConfig(_Section):
             "intermediate_dim", "max_sequence_length", "num_segments",
             "layer_norm_epsilon",
         )  # fmt: skip
+        yield from _model_sizes(self)
         yield from _fraction(self, "dropout")
         yield from _check_heads(self)
 
@@ -155,6 +193,7 @@ class TransformerConfig(_Section):
             self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
             "intermediate_dim", "layer_norm_epsilon",
         )  # fmt: skip
+        yield from _model_sizes(self)
         yield from _fraction(self, "dropout")
         yield from _check_heads(self)
 
@@ -216,10 +255,14 @@ class DataConfig(_Section):
     def _check(self) -> Iterator[Problem]:
         yield from _one_of(self, "source", ("pydoc", "files", "bible"))
         yield from _positive(self, "sequence_length", "target_sequence_length")
+        lengths = ("sequence_length", "target_sequence_length")
+        yield from _at_most(self, MAX_LENGTH, *lengths)
         yield from _positive(
             self, "mean_noise_span_length", "shuffle_buffer_size"
         )
+        yield from _at_most(self, MAX_BATCH, "shuffle_buffer_size")
         yield from _positive(self, "num_sentinels", zero_ok=True)
+        yield from _at_most(self, MAX_COUNT, "num_sentinels", low=0)
         yield from _fraction(self, "validation_fraction")
         yield from _fraction(self, "noise_density")
         yield from _one_of(self, "document_per", ("line", "file"))
@@ -270,6 +313,17 @@ class TrainConfig(_Section):
         yield from _positive(
             self, "warmup_steps", "seed", "weight_decay", zero_ok=True
         )
+        yield from _at_most(self, MAX_BATCH, "global_batch_size")
+        yield from _at_most(
+            self, MAX_STEPS, "train_steps", "eval_interval_steps",
+            "checkpoint_interval_steps", "log_interval_steps",
+        )  # fmt: skip
+        yield from _at_most(self, MAX_STEPS, "warmup_steps", low=0)
+        yield from _at_most(
+            self, MAX_BATCH, "gradient_accumulation_steps", "eval_steps"
+        )
+        yield from _at_most(self, MAX_COUNT, "max_checkpoints_to_keep")
+        yield from _at_most(self, MAX_SEED, "seed", low=0)
         if self.global_batch_size % self.gradient_accumulation_steps:
             yield _problem(
                 "train.global_batch_size",
@@ -305,6 +359,7 @@ class RuntimeConfig(_Section):
         policies = ("float32", "mixed_bfloat16", "mixed_float16")
         yield from _one_of(self, "mixed_precision", policies)
         yield from _positive(self, "num_cpu_devices")
+        yield from _at_most(self, MAX_COUNT, "num_cpu_devices")
 
 
 @dataclasses.dataclass(frozen=True)
