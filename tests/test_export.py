@@ -218,6 +218,7 @@ def test_served_model_survives_bad_input(t5_export):
     assert outputs[3 + 1] == outputs[3 + 18]  # same prompt, same output
 
 
+@pytest.mark.large
 def test_gpt2_export_serves(tiny_run_dir, tmp_path):
     run_dir = tiny_run_dir("gpt2_tiny")
     result = CliRunner().invoke(

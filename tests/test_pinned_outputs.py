@@ -68,6 +68,7 @@ def _invoke(*args):
     return result.output
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("zoo_name", sorted(PINNED))
 def test_tiny_zoo_model_trains_and_generates_as_pinned(zoo_name, tmp_path):
     sets, losses, outputs = PINNED[zoo_name]

@@ -28,6 +28,7 @@ def tokenizer_dir(sentencepiece_dir):
     return sentencepiece_dir
 
 
+@pytest.mark.large
 def test_one_and_two_replicas_take_the_same_steps(tokenizer_dir, tmp_path):
     runs = {}
     for name, runtime in [
@@ -81,6 +82,7 @@ def _set_args(tokenizer_dir, **overrides):
     return args
 
 
+@pytest.mark.large
 def test_multi_worker_two_processes_end_identical(tokenizer_dir, tmp_path):
     ports = _free_ports(2)
     workers = [f"127.0.0.1:{p}" for p in ports]
@@ -117,6 +119,7 @@ def test_multi_worker_two_processes_end_identical(tokenizer_dir, tmp_path):
     assert [s for s, _ in train_utils.read_metrics(run_dir)] == [1, 2, 3]
 
 
+@pytest.mark.large
 def test_kill_9_then_resume_equals_uninterrupted(tokenizer_dir, tmp_path):
     steps = dict(
         train__train_steps=24,
@@ -165,6 +168,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tokenizer_dir, tmp_path):
         )
 
 
+@pytest.mark.large
 def test_tiny_t5_learns_on_builtin_data(tmp_path):
     """English→Spanish on the built-in Bible pairs: the tokenizer is trained
     at start, and the validation loss halves in 1200 steps (about a minute
@@ -190,11 +194,11 @@ def test_tiny_t5_learns_on_builtin_data(tmp_path):
 @pytest.mark.parametrize(
     "precision,optimizer",
     [
-        ("mixed_bfloat16", "adafactor"),
-        ("mixed_float16", "adamw"),
-        ("float32", "lamb"),
-        ("float32", "adafactor"),
-        ("float32", "adamw"),
+        pytest.param("mixed_bfloat16", "adafactor", marks=pytest.mark.large),
+        pytest.param("mixed_float16", "adamw", marks=pytest.mark.large),
+        pytest.param("float32", "lamb", marks=pytest.mark.large),
+        pytest.param("float32", "adafactor", marks=pytest.mark.large),
+        pytest.param("float32", "adamw", marks=pytest.mark.large),
     ],
 )
 def test_precisions_and_optimizers_train(
@@ -217,6 +221,7 @@ def test_precisions_and_optimizers_train(
     assert losses[-1] < losses[0] - 0.3, losses
 
 
+@pytest.mark.large
 def test_gradient_accumulation_equals_one_big_batch(tokenizer_dir, tmp_path):
     values = []
     for name, accumulation in (("one", 1), ("four", 4)):
@@ -231,6 +236,7 @@ def test_gradient_accumulation_equals_one_big_batch(tokenizer_dir, tmp_path):
     train_utils.assert_same_weights(*values, atol=1e-5)
 
 
+@pytest.mark.large
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     tokenizer_dir, tmp_path
 ):

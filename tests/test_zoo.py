@@ -14,6 +14,7 @@ import yaml
 from keras_llm import config
 from keras_llm.config import parameters
 
+LARGE = pytest.mark.large  # full-size models: seconds each to build
 ZOO = sorted((pathlib.Path(__file__).parents[1] / "zoo").glob("*.yaml"))
 
 
@@ -100,7 +101,13 @@ def test_parameter_cache_holds_the_expected_counts():
     assert parameters.parameter_counts() == EXPECTED_PARAMETERS
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        name if name.endswith("_tiny") else pytest.param(name, marks=LARGE)
+        for name in sorted(EXPECTED_PARAMETERS)
+    ],
+)
 def test_zoo_parameter_counts(name):
     from keras_llm import models
 

@@ -178,15 +178,19 @@ class CausalFormat(InputFormat):
             limit = min(limit, self.max_positions - max_new_tokens + 1)
         return max(limit, 1)
 
-    def prompt_ids(self, texts, max_new_tokens=0):
-        """Strings → prompt ids, ragged `(B, None)`: the end of a long
-        prompt; the start id for an empty one."""
-        ids = self.tokenize(texts)[:, -self.prompt_limit(max_new_tokens) :]
+    def _with_start(self, ids):
+        """The start id before every empty row."""
         empty = tf.equal(ids.row_lengths(), 0)
         start = tf.ragged.boolean_mask(
             tf.fill([ids.nrows(), 1], self.start_id), empty[:, None]
         )
         return tf.concat([start, ids], axis=1)
+
+    def prompt_ids(self, texts, max_new_tokens=0):
+        """Strings → prompt ids, ragged `(B, None)`: the end of a long
+        prompt; the start id for an empty one."""
+        limit = self.prompt_limit(max_new_tokens)
+        return self._with_start(self.tokenize(texts)[:, -limit:])
 
     def examples(self, ids, loss_mask=None, static=True):
         """Sequences → `(features, labels, weights)`: `ids[:-1]` predicts
@@ -213,8 +217,10 @@ class CausalFormat(InputFormat):
 
     def pair_examples(self, inputs, targets, static=False):
         """Prompt and target strings → examples with the loss on the
-        target's ids (`log p(target | prompt)`)."""
-        prompt, target = self.tokenize(inputs), self.tokenize(targets)
+        target's ids (`log p(target | prompt)`; an empty prompt is the
+        start id, as in generation)."""
+        prompt = self._with_start(self.tokenize(inputs))
+        target = self.tokenize(targets)
         ids = tf.concat([prompt, target], axis=1)
         mask = tf.concat([tf.zeros_like(prompt), tf.ones_like(target)], axis=1)
         return self.examples(ids, mask, static)

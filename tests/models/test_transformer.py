@@ -8,6 +8,7 @@ computed by hand below.
 
 import keras
 import numpy as np
+import pytest
 
 from keras_llm.models import TransformerBackbone
 from keras_llm.models import TransformerSeq2SeqLM
@@ -72,6 +73,7 @@ def test_embedding_is_shared_and_scaled():
     )
 
 
+@pytest.mark.large
 def test_base_parameter_count():
     # Vaswani et al. base: N=6, D=512, F=2048, H=8, V=37000 (shared BPE).
     #   embedding (shared with the output layer): 37000 * 512 = 18,944,000
