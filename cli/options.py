@@ -1,6 +1,7 @@
 """Shared Click options and the library-error boundary of every command."""
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import click
@@ -79,16 +80,45 @@ def default_run_dir(config_path: str) -> str:
     return os.path.join("runs", os.path.splitext(name)[0])
 
 
-def show_library_logs() -> None:
-    """keras_llm's INFO logs (resume, tokenizer training) on stderr."""
-    import logging
+class _StderrHandler(logging.Handler):
+    """Log records as plain lines on the stderr of the moment (click's test
+    runner swaps it for each command)."""
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # logging's contract: never raise from emit
+            self.handleError(record)
+
+
+def show_library_logs() -> None:
+    """keras_llm's INFO logs (resume, tokenizer training, prompts cut) on
+    stderr, one plain line each."""
     logger = logging.getLogger("keras_llm")
-    if not logger.handlers:
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def check_max_new_tokens(run_dir: str, max_new_tokens: int) -> None:
+    """--max-new-tokens against the run's model, before it is loaded: a
+    usage error (exit 2) past what the model holds.
+
+    Raises:
+        click.BadParameter: naming --max-new-tokens, the limit and why.
+        FileNotFoundError, ConfigError: no run dir or a bad config.
+    """
+    from keras_llm import rundir
+    from keras_llm.generation.config import max_new_tokens_problem
+
+    model = rundir.read_config(run_dir).model
+    # The position table of a decoder-only model: Task.max_positions.
+    positions = getattr(model, "max_sequence_length", None)
+    problem = max_new_tokens_problem(max_new_tokens, model.kind, positions)
+    if problem:
+        raise click.BadParameter(problem + ".", param_hint="'--max-new-tokens'")
 
 
 def describe_result(result) -> str:
@@ -111,7 +141,10 @@ def generation_options(function):
             type=click.IntRange(min=1),
             default=32,
             show_default=True,
-            help="Tokens to generate per prompt, EOS included.",
+            help="Tokens to generate per prompt, EOS included; at most "
+            "the model's positions (GPT-2: model.max_sequence_length), "
+            "or 4096 for models without a position table (T5, "
+            "Transformer).",
         ),
         click.option(
             "--num-beams",

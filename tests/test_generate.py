@@ -1,6 +1,8 @@
 """Generation: parity with Hugging Face `generate`, sampling, XLA, CLI."""
 
+import contextlib
 import json
+import logging
 
 import keras  # noqa: E402
 import numpy as np
@@ -447,7 +449,8 @@ def test_cli_equals_library_generate(t5_run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == expected
 
-    # stdin (blank lines skipped), --file, --jsonl: the same outputs.
+    # stdin, --file, --jsonl: the same outputs. A blank line is a prompt
+    # too (an empty one), so the outputs line up with the input lines.
     result = _kllm(
         t5_run_dir,
         "--max-new-tokens",
@@ -456,7 +459,8 @@ def test_cli_equals_library_generate(t5_run_dir, tmp_path):
         input="\n".join(prompts[:2]) + "\n\n" + prompts[2] + "\n",
     )
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == expected
+    (blank,) = lm.generate([""], max_new_tokens=5, jit_compile=False)
+    assert result.output.splitlines() == [*expected[:2], blank, expected[2]]
     path = tmp_path / "prompts.txt"
     path.write_text("\n".join(prompts) + "\n")
     result = _kllm(
@@ -522,9 +526,9 @@ def test_cli_errors(t5_run_dir, tmp_path):
     assert "Run directory not found" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
-    result = _kllm(t5_run_dir, input="\n  \n")
+    result = _kllm(t5_run_dir, input="")
     assert result.exit_code == 2
-    assert "No prompts" in result.output
+    assert "No prompts: stdin is empty" in result.output
 
     for args, message in [
         (["--temperature", 0.5], "only apply when sampling"),
@@ -595,3 +599,93 @@ def test_fill_mask_on_a_bert_run_dir(tiny_run_dir):
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert [line["output"] for line in lines] == [r["output"] for r in results]
     assert len(lines[1]["candidates"][1]) == 2
+
+
+def test_cli_keeps_every_line_and_replaces_bad_bytes(t5_run_dir, tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes(b"The for loop\r\n\ncaf\xe9 au lait\n")
+    args = ["--max-new-tokens", 3, "--no-xla", "--jsonl"]
+    result = _kllm(t5_run_dir, "--file", path, *args)
+    assert result.exit_code == 1
+    assert "line 3 is not valid UTF-8" in result.stderr
+    result = _kllm(t5_run_dir, "--file", path, "--errors", "replace", *args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    prompts = ["The for loop", "", "caf\ufffd au lait"]
+    assert [line["prompt"] for line in lines] == prompts
+    lm = keras_llm.load(t5_run_dir)
+    assert [line["output"] for line in lines] == lm.generate(
+        prompts, max_new_tokens=3, jit_compile=False
+    )
+
+
+@contextlib.contextmanager
+def _warnings_logged():
+    """The messages keras_llm logs in the block (kllm's own handler stops
+    them from reaching pytest's, once a command has run)."""
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("keras_llm")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    "zoo_name, kept", [("t5_tiny", "start"), ("gpt2_tiny", "end")]
+)
+def test_one_warning_for_prompts_the_model_cuts(tiny_run_dir, zoo_name, kept):
+    run_dir = tiny_run_dir(zoo_name)
+    prompts = ["word " * 300, "short", "word " * 400]
+    lm = keras_llm.load(run_dir)
+    # data.sequence_length of both; GPT-2's positions (128) leave room.
+    warning = (
+        "2 of 3 prompts were longer than the model's input (64 tokens) "
+        f"and were cut, keeping the {kept}."
+    )
+    with _warnings_logged() as messages:
+        outputs = lm.generate(prompts, max_new_tokens=2, jit_compile=False)
+        assert len(outputs) == 3
+        lm.generate(["short"], max_new_tokens=2, jit_compile=False)
+    assert messages == [warning]
+    result = _kllm(run_dir, *prompts, "--max-new-tokens", 2, "--no-xla")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [warning]
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_max_new_tokens_is_bounded_by_the_model(tiny_run_dir, gpt2, t5):
+    # A position table (GPT-2, 64 rows here): all of it, not one more.
+    model, _, eos_id = gpt2
+    config = GenerationConfig(max_new_tokens=64)
+    ids = generate_ids(
+        model, [[3]], config, eos_id=None, pad_id=PAD, jit_compile=False
+    )
+    assert ids.shape == (1, 64)
+    with pytest.raises(ValueError, match="the model has 64 positions"):
+        generate_ids(
+            model,
+            [[3]],
+            GenerationConfig(max_new_tokens=65),
+            eos_id=eos_id,
+            pad_id=PAD,
+        )
+    # No position table (T5): MAX_NEW_TOKENS, as --max-new-tokens says.
+    from keras_llm.cli import options
+    from keras_llm.generation.config import MAX_NEW_TOKENS
+
+    model, _, eos_id = t5
+    with pytest.raises(ValueError, match=f"more than {MAX_NEW_TOKENS}"):
+        generate_ids(
+            model,
+            [[3]],
+            GenerationConfig(max_new_tokens=MAX_NEW_TOKENS + 1),
+            eos_id=eos_id,
+            pad_id=PAD,
+        )
+    params = options.generation_options(lambda **_: None).__click_params__
+    (option,) = [p for p in params if p.name == "max_new_tokens"]
+    assert f"or {MAX_NEW_TOKENS} for models" in option.help

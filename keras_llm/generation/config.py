@@ -3,6 +3,13 @@
 import dataclasses
 import math
 
+from keras_llm import kinds
+
+# The most new tokens per prompt for a model without a position table (T5's
+# relative positions, the Transformer's sinusoids): the KV cache holds this
+# many slots per row, so the bound keeps a typo from allocating the machine.
+MAX_NEW_TOKENS = 4096
+
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
@@ -142,3 +149,39 @@ class GenerationConfig:
     def replace(self, **changes):
         """A copy with `changes` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def max_new_tokens_problem(max_new_tokens, kind, max_positions=None):
+    """What is wrong with `max_new_tokens` for a model, or `None`.
+
+    A decoder-only model with a position table (`max_positions`, e.g.
+    GPT-2's `model.max_sequence_length`) generates at most `max_positions`
+    tokens, which leaves one position for the prompt; any other model at
+    most `MAX_NEW_TOKENS`. A masked LM does not generate: no limit.
+
+    Args:
+        max_new_tokens: int.
+        kind: the model's kind (`keras_llm.kinds`).
+        max_positions: the model's position table length, or `None`.
+
+    Returns:
+        The problem as a phrase for the caller to prefix with the name the
+        user wrote (`--max-new-tokens`, `max_new_tokens`), or `None`.
+    """
+    if kind == kinds.MASKED:
+        return None
+    if kind == kinds.CAUSAL and max_positions is not None:
+        if max_new_tokens > max_positions:
+            return (
+                f"{max_new_tokens} leaves no position for the prompt: the "
+                f"model has {max_positions} positions "
+                f"(model.max_sequence_length); use at most {max_positions}"
+            )
+        return None
+    if max_new_tokens > MAX_NEW_TOKENS:
+        return (
+            f"{max_new_tokens} is more than {MAX_NEW_TOKENS}, the most a "
+            "model without a position table generates per prompt; use at "
+            f"most {MAX_NEW_TOKENS}"
+        )
+    return None

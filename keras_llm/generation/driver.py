@@ -9,6 +9,7 @@ the same bucket reuses the compiled program.
 """
 
 import dataclasses
+import logging
 import weakref
 
 import numpy as np
@@ -18,7 +19,10 @@ from keras_llm import kinds
 from keras_llm.data import formats
 from keras_llm.generation.adapters import adapter_for
 from keras_llm.generation.config import GenerationConfig
+from keras_llm.generation.config import max_new_tokens_problem
 from keras_llm.generation.search import decode
+
+logger = logging.getLogger(__name__)
 
 MIN_BUCKET = 16
 DEFAULT_BATCH_SIZE = 32
@@ -96,6 +100,14 @@ def _rows(token_ids):
     return [np.asarray(row, dtype=np.int32).reshape(-1) for row in token_ids]
 
 
+def _check_max_new_tokens(model, config):
+    problem = max_new_tokens_problem(
+        config.max_new_tokens, model.kind, model.max_positions
+    )
+    if problem:
+        raise ValueError(f"Invalid `max_new_tokens`: {problem}.")
+
+
 def _prompt_limit(model, config):
     if model.kind != kinds.CAUSAL or model.max_positions is None:
         return None  # relative (T5) or sinusoidal positions: no table end
@@ -138,10 +150,13 @@ def generate_ids(
 
     Raises:
         ValueError: a masked LM, a bad `token_ids`, an empty decoder-only
-            prompt, or a prompt too long for the model's position table.
+            prompt, a prompt too long for the model's position table, or
+            more new tokens than the model can hold (see
+            `keras_llm.generation.config.max_new_tokens_problem`).
     """
     config = GenerationConfig() if config is None else config
     adapter_for(model, pad_id)  # rejects masked LMs
+    _check_max_new_tokens(model, config)
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
     rows = _rows(token_ids)
@@ -208,6 +223,45 @@ def as_list(texts):
     return [texts] if isinstance(texts, str) else list(texts)
 
 
+def warn_if_cut(input_format, texts, max_new_tokens):
+    """Logs one warning when the format will cut some of `texts`.
+
+    The input format keeps a seq2seq input's start (`sequence_length - 1`
+    ids, then EOS) and a decoder-only prompt's end (`prompt_limit`); this
+    counts the prompts that lose ids, so a long prompt is not cut silently.
+
+    Returns:
+        The number of prompts cut.
+    """
+    if input_format.kind == kinds.SEQ2SEQ:
+        texts = tf.strings.join([input_format.task_prefix, texts])
+        limit, shown, kept = (
+            input_format.sequence_length - 1,  # then EOS
+            input_format.sequence_length,
+            "start",
+        )
+    elif input_format.kind == kinds.CAUSAL:
+        limit = shown = input_format.prompt_limit(max_new_tokens)
+        kept = "end"
+    else:
+        return 0
+    lengths = input_format.tokenize(texts).row_lengths().numpy()
+    cut = int((lengths > limit).sum())
+    if cut:
+        were = "was" if cut == 1 else "were"
+        logger.warning(
+            "%d of %d prompts %s longer than the model's input (%d tokens) "
+            "and %s cut, keeping the %s.",
+            cut,
+            len(lengths),
+            were,
+            shown,
+            were,
+            kept,
+        )
+    return cut
+
+
 def generate(
     model,
     input_format,
@@ -222,7 +276,8 @@ def generate(
     The prompts are built by the model's input format, as in training and
     in the export: seq2seq inputs get the task prefix, truncation and EOS;
     decoder-only prompts keep their end and start from BOS when empty.
-    Only the new text is returned.
+    Only the new text is returned; prompts the format cuts are counted in
+    one logged warning (`warn_if_cut`).
 
     Args:
         model: a `Seq2SeqLM` or `CausalLM` task model.
@@ -240,7 +295,10 @@ def generate(
     if not texts:
         return []
     tokenizer = input_format.tokenizer
-    ragged = input_format.prompt_ids(tf.constant(texts), config.max_new_tokens)
+    _check_max_new_tokens(model, config)
+    texts = tf.constant(texts)
+    warn_if_cut(input_format, texts, config.max_new_tokens)
+    ragged = input_format.prompt_ids(texts, config.max_new_tokens)
     ids = generate_ids(
         model,
         ragged,
