@@ -18,6 +18,7 @@ _LAZY_MODULES = (
     "generation",
     "kinds",
     "layers",
+    "loading",
     "models",
     "rundir",
     "serving",
@@ -26,7 +27,7 @@ _LAZY_MODULES = (
 # The one-call entry points: keras_llm.build / load / train / export.
 _LAZY_FUNCTIONS = {
     "build": "keras_llm.models",
-    "load": "keras_llm.rundir",
+    "load": "keras_llm.loading",  # rundir.load, damaged files named
     "train": "keras_llm.training",
     "export": "keras_llm.serving",
 }
