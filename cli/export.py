@@ -2,7 +2,18 @@
 
 import click
 
+from keras_llm import names
 from keras_llm.cli import options
+
+
+def _check_name(ctx, param, value):
+    if value is None:
+        return value
+    try:
+        return names.check_folder_name(value, "--name")
+    except ValueError as error:
+        message = str(error).removeprefix("--name ")
+        raise click.BadParameter(message, ctx, param) from None
 
 
 @click.command()
@@ -17,7 +28,9 @@ from keras_llm.cli import options
 @click.option(
     "--name",
     default=None,
-    help="Model name (default: the run dir's folder name).",
+    callback=_check_name,
+    help="Model name, one folder name: letters, digits, '_', '-', '.' "
+    "(default: the run dir's folder name).",
 )
 @click.option(
     "--version",
@@ -34,10 +47,13 @@ from keras_llm.cli import options
 def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
     """Export RUN_DIR for TF Serving: strings in, generated strings out.
 
-    The decoding options are fixed into the served graph.
+    The decoding options are fixed into the served graph. Folders left
+    in OUT/NAME by killed exports are tidied first.
     """
     config = options.generation_config(decoding)
+    options.show_library_logs()  # leftovers removed or restored
     with options.library_errors(debug):
+        options.check_max_new_tokens(run_dir, decoding["max_new_tokens"])
         import keras_llm
 
         path = keras_llm.export(

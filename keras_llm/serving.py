@@ -26,21 +26,28 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 
 import keras
 import tensorflow as tf
 
 from keras_llm import kinds
+from keras_llm import loading
 from keras_llm import rundir
 from keras_llm.generation.config import GenerationConfig
+from keras_llm.generation.config import max_new_tokens_problem
 from keras_llm.generation.search import decode
+from keras_llm.names import check_folder_name
 
 logger = logging.getLogger(__name__)
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "keras_llm_export.json"
 WARMUP_TEXTS = ("translate English to Spanish: Hello.", "", "The for loop")
+# Beside the versions while an export runs: `.tmp-VERSION-PID` (being
+# written) and, during --overwrite, `.old-VERSION-PID` (the version replaced).
+_SCRATCH = re.compile(r"\.(tmp|old)-(\d+)-(\d+)")
 
 
 def _versions(model_dir):
@@ -49,9 +56,63 @@ def _versions(model_dir):
     return sorted(int(n) for n in os.listdir(model_dir) if n.isdigit())
 
 
+def _alive(pid):
+    """Whether process `pid` may still be running (then its folders stay)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except (OverflowError, ValueError):  # not a pid
+        return False
+    return True
+
+
+def clean_leftovers(model_dir):
+    """Tidies what killed exports left in `model_dir` (`OUT/NAME`).
+
+    A `.tmp-V-PID` or `.old-V-PID` folder whose process is gone is removed,
+    except an `.old-V-PID` while `V` is missing: that export was killed
+    between its two renames (`V` → `.old`, `.tmp` → `V`), so the old `V`
+    is renamed back. Folders of running exports are left alone.
+
+    Returns:
+        The paths removed or restored.
+    """
+    if not os.path.isdir(model_dir):
+        return []
+    leftovers = []
+    for entry in os.listdir(model_dir):
+        match = _SCRATCH.fullmatch(entry)
+        if match and not _alive(int(match[3])):
+            leftovers.append((match[1] != "old", entry, match[2]))
+    done = []
+    for _, entry, version in sorted(leftovers):  # .old first: restore
+        path = os.path.join(model_dir, entry)
+        target = os.path.join(model_dir, version)
+        if entry.startswith(".old-") and not os.path.exists(target):
+            os.replace(path, target)
+            logger.warning(
+                "Restored %s: an export with --overwrite was interrupted "
+                "after moving it aside to %s.",
+                target,
+                entry,
+            )
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            logger.warning("Removed %s, left by an interrupted export.", path)
+        done.append(path)
+    return done
+
+
 def _check_target(out_dir, name, version, overwrite):
-    """The target folder; errors before any work if it cannot be written."""
+    """The target folder; errors before any work if it cannot be written.
+    Leftovers of killed exports to OUT/NAME are tidied first."""
     rundir.check_writable(out_dir, "the export to")
+    clean_leftovers(os.path.join(out_dir, name))
     if version is None:
         version = (_versions(os.path.join(out_dir, name)) or [0])[-1] + 1
     if not isinstance(version, int) or version < 0:
@@ -191,12 +252,28 @@ def export(
         FileNotFoundError: no run dir / config / checkpoint / tokenizer.
         FileExistsError: the version exists and `overwrite` is False.
         PermissionError: `out_dir` cannot be written.
+        ValueError: `name` is not one plain folder name, `config` asks
+            for more new tokens than the model holds, or the checkpoint is
+            damaged.
     """
     config = config or GenerationConfig()
-    rundir.read_config(run_dir)  # a clear error before any work
-    name = name or os.path.basename(os.path.normpath(run_dir))
+    cfg = rundir.read_config(run_dir)  # a clear error before any work
+    if name is None:
+        name = check_folder_name(
+            os.path.basename(os.path.abspath(run_dir)),
+            "With no --name, the model name is the run dir's folder name; it",
+        )
+    else:
+        check_folder_name(name, "--name")
+    problem = max_new_tokens_problem(
+        config.max_new_tokens,
+        cfg.model.kind,
+        getattr(cfg.model, "max_sequence_length", None),
+    )
+    if problem:
+        raise ValueError(f"Invalid --max-new-tokens: {problem}.")
     target, version = _check_target(out_dir, name, version, overwrite)
-    model = rundir.load(run_dir)
+    model = loading.load(run_dir)
     tokenizer, kind = model.tokenizer, model.kind
     if tokenizer is None:
         raise FileNotFoundError(

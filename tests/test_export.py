@@ -301,3 +301,64 @@ def test_export_errors_leave_nothing_half_written(t5_export, tmp_path):
     assert sorted(os.listdir(os.path.join(out, "t5"))) == before
     assert os.path.getmtime(os.path.join(export_dir, "saved_model.pb")) == stamp
     assert blocker.read_text() == "x"
+
+
+def _dead_pid():
+    """The pid of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
+def test_leftovers_of_killed_exports_are_tidied(tiny_run_dir, tmp_path):
+    # What `kill -9` during an export leaves beside the versions, made by
+    # hand: a half-written .tmp, and the .old of an --overwrite killed
+    # between its two renames (version 2 then exists only as .old).
+    model_dir = tmp_path / "models" / "t5"
+    dead, alive = _dead_pid(), os.getppid()
+    for name in [
+        f".tmp-1-{dead}",  # removed
+        f".old-2-{dead}",  # restored as 2
+        f".old-3-{dead}",  # 3 exists: removed
+        "3",
+        f".tmp-9-{alive}",  # a running export's: kept
+    ]:
+        (model_dir / name).mkdir(parents=True)
+        (model_dir / name / "saved_model.pb").write_text(name)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            tiny_run_dir("t5_tiny"),
+            "--out",
+            str(tmp_path / "models"),
+            "--name",
+            "t5",
+            "--max-new-tokens",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(model_dir)) == [f".tmp-9-{alive}", "2", "3", "4"]
+    assert (model_dir / "2" / "saved_model.pb").read_text() == f".old-2-{dead}"
+    assert (model_dir / "3" / "saved_model.pb").read_text() == "3"
+    assert f"Restored {model_dir / '2'}: an export with --overwrite" in (
+        result.stderr
+    )
+    assert f"Removed {model_dir / f'.tmp-1-{dead}'}" in result.stderr
+
+
+def test_export_checks_its_name_and_token_budget(tiny_run_dir, tmp_path):
+    run_dir = tiny_run_dir("gpt2_tiny")
+    out = tmp_path / "models"
+    for kwargs, message in [
+        (dict(name="../x"), "--name must be one folder name"),
+        (dict(name="."), "Received: '.'"),
+        (
+            dict(config=GenerationConfig(max_new_tokens=129)),
+            "Invalid --max-new-tokens: 129 leaves no position for the prompt",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=message.replace(".", "\\.")):
+            keras_llm.export(run_dir, str(out), **kwargs)
+    assert not out.exists()
