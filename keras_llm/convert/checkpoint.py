@@ -56,10 +56,22 @@ def _shards(index, directory):
     try:
         with open(index, encoding="utf-8") as file:
             weight_map = json.load(file)["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{index} is not valid JSON: {error}") from None
+    except (KeyError, TypeError) as error:
         raise ValueError(
             f"{index} is not a shard index (no weight_map): {error}"
         ) from None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(name, str)
+        and name == os.path.basename(name)
+        and name not in ("", ".", "..")
+        for name in weight_map.values()
+    ):
+        raise ValueError(
+            f"{index}: weight_map must map weight names to file names in "
+            f"{directory}."
+        )
     paths = [
         os.path.join(directory, name)
         for name in sorted(set(weight_map.values()))
@@ -89,16 +101,41 @@ def read_state_dict(directory: str) -> dict[str, np.ndarray]:
     return state_dict
 
 
+# A header larger than this is no real checkpoint's (a 100,000-tensor
+# header is about 10 MB); it is refused before it is read.
+MAX_HEADER_BYTES = 100 * 2**20
+_FIELDS_IN_ORDER = ("dtype", "shape", "data_offsets")  # of a tensor entry
+_FIELDS = frozenset(_FIELDS_IN_ORDER)
+
+
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
-    """The tensors of one `.safetensors` file, name → numpy array."""
+    """The tensors of one `.safetensors` file, name → numpy array.
+
+    Raises:
+        ValueError: naming the file, if it is not a safetensors file or its
+            header does not describe its bytes (see `_check_header`).
+    """
+    file_size = os.path.getsize(path)
     with open(path, "rb") as file:
         try:
             (size,) = struct.unpack("<Q", file.read(8))
+        except struct.error:
+            raise ValueError(
+                f"{path} is not a safetensors file: shorter than its 8-byte "
+                "header size."
+            ) from None
+        if size > min(file_size - 8, MAX_HEADER_BYTES):
+            raise ValueError(
+                f"{path} is not a safetensors file (or is truncated): its "
+                f"header claims {size:,} bytes of a {file_size:,}-byte file."
+            )
+        try:
             header = json.loads(file.read(size))
-        except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path} is not a safetensors file: {e}") from None
-    header.pop("__metadata__", None)
-    if os.path.getsize(path) > 8 + size:
+    body_size = file_size - 8 - size
+    header = _check_header(path, header, body_size)
+    if body_size:
         # Mapped, not read: each weight is copied once, when it is assigned.
         body = np.memmap(path, np.uint8, "r", offset=8 + size)
     else:
@@ -110,6 +147,76 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}: cannot read {name}: {error}") from None
     return tensors
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _itemsize(dtype):
+    if dtype == "BF16":
+        return 2
+    return np.dtype(_DTYPES[dtype]).itemsize if dtype in _DTYPES else None
+
+
+def _check_header(path, header, body_size):
+    """The tensor entries of a safetensors header, each checked: a dict of
+    `name → {"dtype", "shape", "data_offsets"}` (plus an optional
+    `__metadata__` dict) whose byte ranges lie in the file and match their
+    shapes.
+
+    Raises:
+        ValueError: naming the file, the tensor and what is wrong.
+    """
+    if not isinstance(header, dict):
+        raise ValueError(
+            f"{path} is not a safetensors file: its header is a "
+            f"{type(header).__name__}, not a mapping of tensor names."
+        )
+    header = dict(header)
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"{path}: __metadata__ must be a mapping.")
+    for name, info in header.items():
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(info, dict) or not _FIELDS <= set(info):
+            raise ValueError(
+                f"{where}: expected {{dtype, shape, data_offsets}}. "
+                f"Received: {str(info)[:80]}"
+            )
+        dtype, shape, offsets = (info[key] for key in _FIELDS_IN_ORDER)
+        itemsize = _itemsize(dtype) if isinstance(dtype, str) else None
+        if itemsize is None:
+            raise ValueError(
+                f"{where}: unsupported dtype {dtype!r} (keras_llm reads "
+                f"BF16, {', '.join(_DTYPES)})."
+            )
+        if not (
+            isinstance(shape, list)
+            and all(_is_int(d) and d >= 0 for d in shape)
+        ):
+            raise ValueError(
+                f"{where}: shape must be a list of sizes >= 0. "
+                f"Received: {str(shape)[:80]}"
+            )
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(_is_int(o) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= body_size
+        ):
+            raise ValueError(
+                f"{where}: data_offsets {str(offsets)[:80]} are not a range "
+                f"within the file's {body_size:,} data bytes (is the file "
+                "truncated?)."
+            )
+        needed = int(np.prod(shape, dtype=object)) * itemsize
+        if offsets[1] - offsets[0] != needed:
+            raise ValueError(
+                f"{where}: shape {shape} of {dtype} needs {needed:,} bytes, "
+                f"data_offsets give {offsets[1] - offsets[0]:,}."
+            )
+    return header
 
 
 def _decode(body, info):
