@@ -5,24 +5,30 @@ modules (TensorFlow, Keras) are imported inside the commands that need them,
 so `kllm --help` and `kllm validate` stay fast.
 """
 
-import os
-
 import click
-
-# TensorFlow's C++ start-up chatter (CUDA probes, CPU flags) hides our output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_llm.cli import convert as convert_commands
 from keras_llm.cli import export as export_commands
 from keras_llm.cli import generate as generate_commands
 from keras_llm.cli import options
+from keras_llm.cli import quiet
 from keras_llm.cli import tokenizer as tokenizer_commands
 
 
 @click.group()
 @click.version_option(package_name="keras_llm")
-def cli() -> None:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show TensorFlow's own log lines (CUDA probes, oneDNN notices), "
+    "hidden by default unless TF_CPP_MIN_LOG_LEVEL is set.",
+)
+def cli(verbose: bool) -> None:
     """keras_llm: train, export and sample transformer language models."""
+    # TensorFlow's C++ start-up chatter hides our output; TensorFlow is
+    # imported later, inside the commands that need it.
+    if not verbose:
+        quiet.quiet_tensorflow()
 
 
 @cli.command()

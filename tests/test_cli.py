@@ -1,6 +1,7 @@
 """The `kllm` CLI: exit codes and messages, with the library calls patched."""
 
 import inspect
+import os
 import pathlib
 import subprocess
 import sys
@@ -298,3 +299,90 @@ def test_validate_and_help_do_not_import_tensorflow():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK: ")
+
+
+# --- TensorFlow's log lines stay off stderr (kllm --verbose shows them) ----
+
+TF_NOISE = ("I0000", "W0000", "E0000", "oneDNN", "cuInit", "absl::")
+
+
+def _without_log_level():
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # conftest.py sets it
+    return env
+
+
+def test_commands_print_no_tensorflow_log_lines():
+    # zoo show imports TensorFlow and builds a model: the chatter of a
+    # fresh process, in which kllm hides it.
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_llm.cli", "zoo", "show", "t5_tiny"],
+        capture_output=True,
+        text=True,
+        env=_without_log_level(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Total params" in result.stdout
+    noise = [
+        line
+        for line in result.stderr.splitlines()
+        if any(word in line for word in TF_NOISE)
+    ]
+    assert noise == [], result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, level",
+    [([], "3"), (["--verbose"], "None")],
+    ids=["quiet", "verbose"],
+)
+def test_verbose_leaves_tensorflow_logging_alone(args, level):
+    code = (
+        "import os, sys; from keras_llm.cli.main import cli; "
+        f"cli({args!r} + ['validate', 't5_tiny'], standalone_mode=False); "
+        "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL')); "
+        "print(any(type(f).__name__ == '_QuietImport' for f in sys.meta_path))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=_without_log_level(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == [level, str(level == "3")]
+
+
+def test_a_log_level_the_user_set_is_kept():
+    env = {**_without_log_level(), "TF_CPP_MIN_LOG_LEVEL": "0"}
+    code = (
+        "import os; from keras_llm.cli.main import cli; "
+        "cli(['validate', 't5_tiny'], standalone_mode=False); "
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0"
+
+
+def test_only_absl_log_lines_are_filtered():
+    from keras_llm.cli import quiet
+
+    kept = (
+        b"/x.py:3: UserWarning: something the user should see\n"
+        b"  warnings.warn(\n"
+        b"F0000 00:00:1796084081.821421   24557 x.cc:1] fatal stays\n"
+    )
+    noise = (
+        b"WARNING: All log messages before absl::InitializeLog() is called "
+        b"are written to STDERR\n"
+        b"I0000 00:00:1796084081.821421   24557 port.cc:153] oneDNN custom "
+        b"operations are on.\n"
+        b"E0000 00:00:1796084083.950577   24557 cuda_platform.cc:52] failed "
+        b"call to cuInit: INTERNAL\n"
+        b"W0521 12:34:56.789012    1234 some_file.cc:99] later warning\n"
+    )
+    assert quiet.filter_noise(noise + kept) == kept
