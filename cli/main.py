@@ -5,6 +5,9 @@ modules (TensorFlow, Keras) are imported inside the commands that need them,
 so `kllm --help` and `kllm validate` stay fast.
 """
 
+import os
+import sys
+
 import click
 
 from keras_llm.cli import convert as convert_commands
@@ -44,6 +47,16 @@ def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
         cfg = config.load_config(config_path, overrides=set_)
     arch, objective = config.arch_of(cfg.model), config.objective_of(cfg)
     click.echo(f"OK: {config_path} (arch={arch}, objective={objective})")
+    from keras_llm.config import memory
+    from keras_llm.config import parameters
+
+    model = config.to_dict(cfg)["model"]
+    counts = [
+        entry["parameters"]
+        for entry in parameters.read_cache().values()
+        if entry.get("model") == model
+    ]
+    click.echo(memory.summary(cfg, counts[0] if counts else None))
 
 
 @cli.command()
@@ -70,8 +83,21 @@ def train(
         click.echo(f"Run directory: {run_dir}", err=True)
         options.show_library_logs()
         import keras_llm
+        from keras_llm import training
 
-        result = keras_llm.train(cfg, run_dir, progress=True)
+        try:
+            result = keras_llm.train(cfg, run_dir, progress=True)
+        except training.OutOfMemoryError as error:
+            if debug:
+                raise
+            # TensorFlow can crash while it tears down after an OOM: say
+            # the one line, then leave without running its destructors.
+            click.echo(f"Error: {error}", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+    if result.interrupted:  # the checkpoint and the resume line are logged
+        raise SystemExit(130 if result.interrupted == "SIGINT" else 143)
     click.echo(options.describe_result(result))
 
 

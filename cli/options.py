@@ -100,6 +100,8 @@ def show_library_logs() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # Once: not again through a handler a library put on the root logger.
+    logger.propagate = False
 
 
 def check_max_new_tokens(run_dir: str, max_new_tokens: int) -> None:

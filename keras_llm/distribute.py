@@ -91,3 +91,50 @@ def make_strategy(runtime):
     ):
         return tf.distribute.MirroredStrategy(gpus or cpus)
     return tf.distribute.OneDeviceStrategy((gpus or cpus)[0])
+
+
+# Of the memory the host reports available, what training may plan to use.
+# Not more: TensorFlow's CPU allocator (BFC over oneDNN) refuses one block
+# above about half the RAM (12 GB of 23.5 failed, 8 GB passed), and XLA
+# takes a step's temporaries as one block.
+_HOST_FRACTION = 0.4
+
+
+def device_budget(strategy, num_workers=1):
+    """`(bytes, words)`: memory one replica may use: the GPU's memory, or
+    the host's available memory shared by its CPU replicas. `None` bytes
+    when unknown."""
+    device = tf.nest.flatten(strategy.extended.worker_devices)[0]
+    if "GPU" in device.upper():
+        from tensorflow.python.client import device_lib
+
+        for details in device_lib.list_local_devices():
+            if details.device_type == "GPU":
+                return int(details.memory_limit * 0.9), "GPU memory"
+        return None, "a GPU of unknown memory"
+    available = _host_available_bytes()
+    if available is None:
+        return None, "the host"
+    local_replicas = max(strategy.num_replicas_in_sync // num_workers, 1)
+    words = "host memory available"
+    if local_replicas > 1:
+        words += f", shared by {local_replicas} CPU replicas"
+    return int(available * _HOST_FRACTION / local_replicas), words
+
+
+def _host_available_bytes():
+    override = os.environ.get("KERAS_LLM_HOST_MEMORY_BYTES")
+    if override:  # tests and containers whose /proc lies
+        return int(override)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES")
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

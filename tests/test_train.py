@@ -227,7 +227,7 @@ def test_gradient_accumulation_equals_one_big_batch(tokenizer_dir, tmp_path):
     for name, accumulation in (("one", 1), ("four", 4)):
         cfg = train_utils.tiny_config(
             tokenizer_dir,
-            train__gradient_accumulation_steps=accumulation,
+            train__micro_batch_size=8 // accumulation,
             runtime__strategy="one_device",
             **STEPS3,
         )

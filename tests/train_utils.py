@@ -30,7 +30,7 @@ def _yaml(value):
     return json.dumps(value)
 
 
-def build_datasets(cfg, tokenizer):
+def build_datasets(cfg, tokenizer, eval_batch_size=None):
     """`(train, validation, plan)` of a config, as training makes them."""
     from keras_llm import models
     from keras_llm.data import pipeline
@@ -49,6 +49,7 @@ def build_datasets(cfg, tokenizer):
         batch_size=cfg.train.global_batch_size,
         seed=cfg.train.seed,
         splits=splits,
+        eval_batch_size=eval_batch_size,
     )
     return train, validation, plan
 

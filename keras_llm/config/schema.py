@@ -297,7 +297,11 @@ class TrainConfig(_Section):
     checkpoint_interval_steps: int = 1000
     max_checkpoints_to_keep: int = 3
     gradient_clip_norm: float | None = 1.0  # global norm; None: no clipping
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    # Examples per replica per forward/backward pass; the gradients of the
+    # micro-batches add up to one step over global_batch_size. auto: the
+    # largest that fits the device's memory; global: the whole share.
+    micro_batch_size: int | str = "auto"
+    checkpoint_interval_minutes: float = 30.0  # also checkpoint by wall time
     weight_decay: float = 0.0  # decoupled (AdamW, LAMB)
     eval_steps: int = 20  # validation batches per evaluation
     log_interval_steps: int = 10  # metrics.jsonl / TensorBoard cadence
@@ -308,7 +312,7 @@ class TrainConfig(_Section):
             self, "global_batch_size", "learning_rate", "train_steps",
             "eval_interval_steps", "checkpoint_interval_steps",
             "max_checkpoints_to_keep", "gradient_clip_norm",
-            "gradient_accumulation_steps", "eval_steps", "log_interval_steps",
+            "eval_steps", "log_interval_steps", "checkpoint_interval_minutes",
         )  # fmt: skip
         yield from _positive(
             self, "warmup_steps", "seed", "weight_decay", zero_ok=True
@@ -319,18 +323,19 @@ class TrainConfig(_Section):
             "checkpoint_interval_steps", "log_interval_steps",
         )  # fmt: skip
         yield from _at_most(self, MAX_STEPS, "warmup_steps", low=0)
-        yield from _at_most(
-            self, MAX_BATCH, "gradient_accumulation_steps", "eval_steps"
-        )
+        yield from _at_most(self, MAX_BATCH, "eval_steps")
         yield from _at_most(self, MAX_COUNT, "max_checkpoints_to_keep")
         yield from _at_most(self, MAX_SEED, "seed", low=0)
-        if self.global_batch_size % self.gradient_accumulation_steps:
+        micro = self.micro_batch_size
+        if isinstance(micro, str):
+            yield from _one_of(self, "micro_batch_size", ("auto", "global"))
+        elif micro <= 0 or self.global_batch_size % micro:
             yield _problem(
-                "train.global_batch_size",
-                "must be divisible by train.gradient_accumulation_steps. "
-                f"Received: global_batch_size={self.global_batch_size}, "
-                f"gradient_accumulation_steps="
-                f"{self.gradient_accumulation_steps}",
+                "train.micro_batch_size",
+                "must be auto, global or a positive divisor of "
+                "train.global_batch_size. Received: "
+                f"micro_batch_size={micro}, "
+                f"global_batch_size={self.global_batch_size}",
             )
         yield from _one_of(self, "optimizer", ("adafactor", "adamw", "lamb"))
         schedules = ("constant", "inverse_sqrt", "cosine")

@@ -153,6 +153,7 @@ def build_datasets(
     batch_size,
     seed,
     splits,
+    eval_batch_size=None,
     num_workers=1,
     worker_index=0,
 ):
@@ -164,14 +165,17 @@ def build_datasets(
         plan: the `Plan` from `resolve_plan`.
         batch_size: int. Examples per batch of this worker (the global
             batch divided by the number of workers).
+        eval_batch_size: int. Examples per validation batch (the last may
+            be smaller, so a small split still gives one); defaults to
+            `batch_size`.
         seed: int. Shuffling and the objectives' randomness.
         splits: `(train, validation)` text datasets from
             `sources.load_splits(data)`.
         num_workers, worker_index: this worker's shard of the training text.
 
     Returns:
-        `(train, validation)`, both batching `batch_size` examples with
-        `drop_remainder`.
+        `(train, validation)`: training batches of `batch_size` examples
+        (`drop_remainder`), validation batches of `eval_batch_size`.
     """
     train_text, validation_text = splits
     train_text = train_text.shard(num_workers, worker_index)
@@ -181,5 +185,5 @@ def build_datasets(
     train = _examples(train_text, plan, input_format, data, seed)
     train = train.batch(batch_size, drop_remainder=True).prefetch(2)
     validation = _examples(validation_text, plan, input_format, data, seed + 1)
-    validation = validation.batch(batch_size, drop_remainder=True)
+    validation = validation.batch(eval_batch_size or batch_size)
     return train, validation

@@ -39,6 +39,13 @@ def _expand(pattern, key):
             f"{key}: no file matches {pattern!r} (working directory "
             f"{os.getcwd()})."
         )
+    folders = [path for path in files if os.path.isdir(path)]
+    if folders:
+        example = os.path.join(folders[0], "*.txt")
+        raise ValueError(
+            f"{key}: {folders[0]} is a directory; name its files with a "
+            f"glob such as {example!r}."
+        )
     return files
 
 

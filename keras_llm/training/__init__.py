@@ -10,7 +10,8 @@ loop.py      train(): prepare → restore → loop
 ```
 """
 
+from keras_llm.training.loop import OutOfMemoryError
 from keras_llm.training.loop import TrainResult
 from keras_llm.training.loop import train
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["OutOfMemoryError", "TrainResult", "train"]

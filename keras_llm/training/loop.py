@@ -1,16 +1,33 @@
-"""`train(cfg, run_dir)`: prepare, restore, then the training loop."""
+"""`train(cfg, run_dir)`: prepare, build, commit, then the training loop.
+
+Ctrl-C (SIGINT) and SIGTERM (preemption) finish the current step, write a
+checkpoint and return; the same command resumes exactly from it. A second
+Ctrl-C stops at once.
+"""
 
 import dataclasses
 import logging
 import math
+import signal
+import threading
 import time
 
+import tensorflow as tf
+
+from keras_llm import rundir
 from keras_llm.training import logs
-from keras_llm.training import prepare
+from keras_llm.training import prepare as prepare_lib
 from keras_llm.training import state as state_lib
 from keras_llm.training import steps
 
 logger = logging.getLogger(__name__)
+
+_TIMED_STEPS = 1  # steps timed (after the compiling first one) for the ETA
+_LONG_RUN_SECONDS = 24 * 3600
+
+
+class OutOfMemoryError(state_lib.TrainingError):
+    """A step ran out of device memory (the estimate was too low)."""
 
 
 @dataclasses.dataclass
@@ -19,6 +36,8 @@ class TrainResult:
     step: int
     train_loss: float | None
     validation_loss: float | None
+    interrupted: str | None = None  # the signal's name, if one stopped it
+    checkpoint: str | None = None  # the newest checkpoint written
 
 
 def train(cfg, run_dir, *, progress=False):
@@ -33,25 +52,33 @@ def train(cfg, run_dir, *, progress=False):
     Args:
         cfg: `ExperimentConfig`.
         run_dir: the run directory (created; resumed if it holds one).
-        progress: show a progress bar (the CLI sets it).
+        progress: show a progress line on stderr (the CLI sets it).
 
     Returns:
-        `TrainResult`.
+        `TrainResult`; `interrupted` names the signal when Ctrl-C or
+        SIGTERM stopped the run (after a checkpoint).
 
     Raises:
-        ValueError, FileNotFoundError, PermissionError: bad input, before
-            anything is written.
+        ValueError, FileNotFoundError, PermissionError: bad input, found
+            before anything is written into `run_dir`.
         FloatingPointError: the loss became NaN/Inf; the last good
             checkpoint is kept.
     """
-    prepared = prepare.prepare(cfg, run_dir)
-    state = state_lib.restore(cfg, run_dir, prepared)
+    prepared = prepare_lib.prepare(cfg, run_dir)
+    try:
+        state = state_lib.build(cfg, run_dir, prepared)
+    except BaseException:
+        prepare_lib._remove(prepared.tokenizer_scratch)
+        raise
+    state_lib.commit(cfg, run_dir, prepared, state)
+    _announce(cfg, prepared, state)
     step_fn = steps.make_step_fn(
         cfg,
         prepared.strategy,
         state.model,
         state.optimizer,
         prepared.num_workers,
+        state.memory_plan.accumulation,
     )
     evaluate = steps.make_evaluate(cfg, state.model)
     log = logs.Logger(
@@ -61,24 +88,99 @@ def train(cfg, run_dir, *, progress=False):
         prepared.is_chief,
         progress,
     )
-    return _loop(cfg, run_dir, prepared, state, step_fn, evaluate, log)
+    try:
+        with _StopSignals() as stop:
+            return _loop(cfg, run_dir, state, step_fn, evaluate, log, stop)
+    finally:
+        log.close()
 
 
-def _loop(cfg, run_dir, prepared, state, step_fn, evaluate, log):
+def _announce(cfg, prepared, state):
+    step = int(state.step)
+    if state.restored_from and not state.fine_tuning:
+        logger.info(
+            "Resumed from %s (step %d of %d).",
+            state.restored_from,
+            step,
+            cfg.train.train_steps,
+        )
+    elif state.fine_tuning:
+        logger.info(
+            "Fine-tuning the weights of %s; starting at step 0 of %d.",
+            state.restored_from,
+            cfg.train.train_steps,
+        )
+    else:
+        logger.info("Starting at step 0 of %d.", cfg.train.train_steps)
+    replicas = prepared.strategy.num_replicas_in_sync
+    tokens = cfg.train.global_batch_size * cfg.data.sequence_length
+    logger.info(
+        "%d replica%s; %s; %s input tokens per step.",
+        replicas,
+        "" if replicas == 1 else "s",
+        state.memory_plan.describe(),
+        f"{tokens:,}",
+    )
+
+
+class _StopSignals:
+    """Turns SIGINT/SIGTERM into a request to stop after the current step;
+    a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        # The next Ctrl-C is not caught: it stops the run at once.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
     settings = cfg.train
     step = state.step
-    validation_data = prepared.validation_data
+    validation_data = state.validation_data
     train_loss = validation_loss = None
+    checkpoint = state.restored_from
     if int(step) == 0:  # the baseline the validation curve falls from
         validation_loss = evaluate(validation_data)
-        _warn_if_empty(validation_loss)
+        if validation_loss is None:
+            logger.warning(
+                "The validation split holds no example (too few documents "
+                "for one of data.sequence_length tokens): raise "
+                "data.validation_fraction or set data.validation_files."
+            )
         log.log_validation(0, validation_loss)
+        log.end_step()
     interval_start, tokens_seen = time.perf_counter(), 0
+    last_save = time.monotonic()
+    first_step = int(step)
+    timer = None
     while int(step) < settings.train_steps:
-        loss, tokens = step_fn(state.iterator)
-        loss = float(loss)
+        if int(step) == first_step + 1:  # after the compiling first step
+            timer = time.perf_counter()
+            if log.progress is not None:
+                log.progress.start_timing(first_step + 1)
+        try:
+            loss, tokens = step_fn(state.iterator)
+            loss = float(loss)
+        except tf.errors.ResourceExhaustedError:
+            raise OutOfMemoryError(_out_of_memory(cfg, state)) from None
         if not math.isfinite(loss):
-            last = state.manager.latest_checkpoint or "none yet"
+            last = checkpoint or "none yet"
             raise FloatingPointError(
                 f"The loss became {loss} at step {int(step) + 1}. Stopped; "
                 f"the last good checkpoint is kept ({last}). Lower "
@@ -91,6 +193,8 @@ def _loop(cfg, run_dir, prepared, state, step_fn, evaluate, log):
         tokens_seen += int(tokens)
         current = int(step)
         last_step = current == settings.train_steps
+        if timer is not None and current == first_step + 1 + _TIMED_STEPS:
+            _report_speed(cfg, log, current, timer)
         if current % settings.log_interval_steps == 0 or last_step:
             elapsed = time.perf_counter() - interval_start
             train_loss = float(state.loss_total) / max(
@@ -110,11 +214,70 @@ def _loop(cfg, run_dir, prepared, state, step_fn, evaluate, log):
         if current % settings.eval_interval_steps == 0 or last_step:
             validation_loss = evaluate(validation_data)
             log.log_validation(current, validation_loss)
-        if current % settings.checkpoint_interval_steps == 0 or last_step:
-            state.save()
+        minutes = (time.monotonic() - last_save) / 60
+        if (
+            current % settings.checkpoint_interval_steps == 0
+            or last_step
+            or minutes >= settings.checkpoint_interval_minutes
+            or stop.received
+        ):
+            checkpoint = state.save()
+            last_save = time.monotonic()
+        log.end_step()
+        if stop.received:
+            log.close()
+            logger.warning(
+                "%s: stopped at step %d and saved %s. Resume with: kllm "
+                "train %s",
+                stop.received,
+                current,
+                checkpoint,
+                rundir.config_path(run_dir),
+            )
+            return TrainResult(
+                run_dir,
+                current,
+                train_loss,
+                validation_loss,
+                stop.received,
+                checkpoint,
+            )
         if tokens_seen == 0:  # a new logging interval: time only training
             interval_start = time.perf_counter()
-    return TrainResult(run_dir, int(step), train_loss, validation_loss)
+    return TrainResult(
+        run_dir, int(step), train_loss, validation_loss, None, checkpoint
+    )
+
+
+def _report_speed(cfg, log, current, timer):
+    seconds_per_step = (time.perf_counter() - timer) / _TIMED_STEPS
+    remaining = (cfg.train.train_steps - current) * seconds_per_step
+    logger.info(
+        "%.2f s/step: the remaining %s steps take about %s.",
+        seconds_per_step,
+        f"{cfg.train.train_steps - current:,}",
+        logs.format_duration(remaining),
+    )
+    if remaining > _LONG_RUN_SECONDS:
+        logger.warning(
+            "This run would take %s on this machine: for a quick run pick a "
+            "smaller zoo file (kllm zoo list) or --set train.train_steps=%d "
+            "(about an hour).",
+            logs.format_duration(remaining),
+            max(int(3600 / seconds_per_step), 1),
+        )
+
+
+def _out_of_memory(cfg, state):
+    plan = state.memory_plan
+    smaller = max(plan.micro_batch_size // 2, 1)
+    return (
+        f"Out of memory with a micro-batch of {plan.micro_batch_size} "
+        f"(estimated {plan.peak_bytes / 2**30:.1f} GB): set "
+        f"train.micro_batch_size: "
+        f"{smaller} (the global batch stays {cfg.train.global_batch_size}), "
+        "or shorten the sequences; then run the same command to resume."
+    )
 
 
 def _learning_rate(optimizer):
@@ -122,8 +285,3 @@ def _learning_rate(optimizer):
     if callable(rate):
         return float(rate(optimizer.iterations - 1))
     return float(rate)
-
-
-def _warn_if_empty(validation_loss):
-    if validation_loss is None:
-        logger.warning("The validation split is empty: no validation loss.")

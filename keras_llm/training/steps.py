@@ -18,47 +18,63 @@ def _loss_sum(model, features, labels, weights, training):
     return tf.reduce_sum(nll), tf.reduce_sum(count)
 
 
-def make_step_fn(cfg, strategy, model, optimizer, num_workers):
+def make_step_fn(cfg, strategy, model, optimizer, num_workers, accumulation):
     """`step_fn(iterator) -> (loss, tokens)`: one optimizer step over the
-    next batch of this worker, split across its replicas."""
+    next batch of this worker, split across its replicas, each replica's
+    share in `accumulation` micro-batches."""
     variables = model.trainable_variables
-    accumulation = cfg.train.gradient_accumulation_steps
     num_local = strategy.num_replicas_in_sync // num_workers
     clip = cfg.train.gradient_clip_norm
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     pin_devices = isinstance(strategy, tf.distribute.MirroredStrategy)
 
     @tf.function(jit_compile=cfg.runtime.jit_compile)
-    def replica_gradients(features, labels, weights, count):
-        """Forward+backward of one replica's share, micro-batch by
-        micro-batch; loss normalized by the global token count."""
-        grads = [tf.zeros_like(v) for v in variables]
-        total = tf.constant(0.0)
-        size = tf.shape(labels)[0] // accumulation
-        for i in range(accumulation):
-            part = (
-                slice(None)
-                if accumulation == 1
-                else slice(i * size, (i + 1) * size)
+    def micro_gradients(features, labels, weights, count):
+        """Forward+backward of one micro-batch; the loss normalized by the
+        global token count."""
+        with tf.GradientTape() as tape:
+            loss_sum, _ = _loss_sum(
+                model, features, labels, weights, training=True
             )
-            with tf.GradientTape() as tape:
-                loss_sum, _ = _loss_sum(
-                    model,
-                    {k: v[part] for k, v in features.items()},
-                    labels[part],
-                    weights[part],
-                    training=True,
-                )
-                loss = loss_sum / count
-                objective = optimizer.scale_loss(loss) if scaled else loss
-            step_grads = tape.gradient(objective, variables)
-            # Weights the loss does not reach (BERT's pooler under masked
-            # LM) get no gradient: they stay put.
-            grads = [
-                g if s is None else g + tf.cast(s, g.dtype)
-                for g, s in zip(grads, step_grads)
-            ]
-            total += loss
+            loss = loss_sum / count
+            objective = optimizer.scale_loss(loss) if scaled else loss
+        grads = tape.gradient(objective, variables)
+        # Weights the loss does not reach (BERT's pooler under masked LM)
+        # get no gradient: they stay put. Dense, embeddings included (their
+        # gradient is IndexedSlices): one all-reduce and update path.
+        grads = [
+            tf.zeros_like(v)
+            if g is None
+            else tf.cast(tf.convert_to_tensor(g), v.dtype)
+            for g, v in zip(grads, variables)
+        ]
+        return grads, loss
+
+    def replica_gradients(features, labels, weights, count):
+        """One replica's share, micro-batch after micro-batch: a
+        sequential loop around the compiled micro-batch (unrolled inside
+        one XLA program, the micro-batches' temporaries add up)."""
+        if accumulation == 1:
+            return micro_gradients(features, labels, weights, count)
+        size = tf.shape(labels)[0] // accumulation
+
+        def body(i, grads, total):
+            part = slice(i * size, (i + 1) * size)
+            step_grads, loss = micro_gradients(
+                {k: v[part] for k, v in features.items()},
+                labels[part],
+                weights[part],
+                count,
+            )
+            grads = [g + s for g, s in zip(grads, step_grads)]
+            return i + 1, grads, total + loss
+
+        _, grads, total = tf.while_loop(
+            lambda i, *_: i < accumulation,
+            body,
+            (0, [tf.zeros_like(v) for v in variables], tf.constant(0.0)),
+            parallel_iterations=1,
+        )
         return grads, total
 
     @tf.function
