@@ -10,7 +10,8 @@ No TensorFlow or Keras import: validating a config takes milliseconds.
 Modules: `errors` (Problem, ConfigError), `schema` (the dataclasses and the
 checks across sections), `loader` (YAML in and out), `zoo` (zoo names and
 paths), `lengths` (what the objectives need), `parameters` (the zoo's
-cached parameter counts; not imported here).
+cached parameter counts) and `reference` (writes docs/config.md from the
+schema); the last two are not imported here.
 """
 
 from keras_llm.config import zoo

@@ -1,5 +1,13 @@
-"""The checks shared by the config dataclasses, and their base `_Section`."""
+"""The checks shared by the config dataclasses, and their base `_Section`.
 
+Each check can also say what it checks: inside `recording_rules()`, the
+value checks of a config (`_Section._check`) record, per field, the rules
+they apply, so the reference (`keras_llm.config.reference`, which writes
+docs/config.md) shows the checks themselves rather than a copy of them.
+"""
+
+import contextlib
+import contextvars
 import dataclasses
 import math
 import re
@@ -9,6 +17,7 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from typing import Any
 from typing import ClassVar
+from typing import NamedTuple
 
 from keras_llm.config.errors import _TYPE
 from keras_llm.config.errors import ConfigError
@@ -53,6 +62,47 @@ def _type_hint(value: Any, tp: Any) -> str:
     return ""
 
 
+class Rule(NamedTuple):
+    """What one check allows for one field, as `recording_rules` gives it.
+
+    `kind` is `"positive"` (`low` 0 with `zero_ok`, else None: above 0),
+    `"at_most"` (`low` .. `high`), `"fraction"` ([0, 1)) or `"one_of"`
+    (`choices`).
+    """
+
+    kind: str
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[str, ...] = ()
+
+
+_RULES: contextvars.ContextVar[dict[str, list[Rule]] | None] = (
+    contextvars.ContextVar("keras_llm_config_rules", default=None)
+)
+
+
+@contextlib.contextmanager
+def recording_rules() -> Iterator[dict[str, list[Rule]]]:
+    """Collects the rules of the value checks that run inside it.
+
+    Yields:
+        A dict, filled as checks run: field name -> its `Rule`s in order.
+        Run a config's checks (build it, or call its `_check`) inside.
+    """
+    rules: dict[str, list[Rule]] = {}
+    token = _RULES.set(rules)
+    try:
+        yield rules
+    finally:
+        _RULES.reset(token)
+
+
+def _record(name: str, rule: Rule) -> None:
+    rules = _RULES.get()
+    if rules is not None:
+        rules.setdefault(name, []).append(rule)
+
+
 def _check_type(key: str, value: Any, tp: Any) -> Problem | None:
     """Returns the `Problem` if `value` does not match annotation `tp`."""
     if _accepts(value, tp):
@@ -65,6 +115,7 @@ def _check_type(key: str, value: Any, tp: Any) -> Problem | None:
 
 def _positive(cfg: Any, *names: str, zero_ok: bool = False) -> Iterator:
     for name in names:
+        _record(name, Rule("positive", low=0 if zero_ok else None))
         value = getattr(cfg, name)
         if value is not None and (value < 0 if zero_ok else value <= 0):
             problem = "must be >= 0" if zero_ok else "must be positive"
@@ -78,6 +129,7 @@ def _at_most(cfg: Any, limit: int, *names: str, low: int = 1) -> Iterator:
     if limit & (limit - 1) == 0:  # a power of two
         shown = f"2**{limit.bit_length() - 1} = {limit}"
     for name in names:
+        _record(name, Rule("at_most", low=low, high=limit))
         value = getattr(cfg, name)
         if value is not None and value > limit:
             key = f"{cfg.section}.{name}"
@@ -85,12 +137,15 @@ def _at_most(cfg: Any, limit: int, *names: str, low: int = 1) -> Iterator:
 
 
 def _fraction(cfg: Any, name: str) -> Iterator[Problem]:
+    _record(name, Rule("fraction"))
     if not 0 <= getattr(cfg, name) < 1:
         key = f"{cfg.section}.{name}"
         yield _problem(key, "must be in [0, 1)", getattr(cfg, name))
 
 
 def _one_of(cfg: Any, name: str, allowed: Iterable[str]) -> Iterator[Problem]:
+    allowed = tuple(allowed)
+    _record(name, Rule("one_of", choices=allowed))
     value = getattr(cfg, name)
     if value not in allowed:
         problem = f"unknown value ({_did_you_mean(value, allowed)})"

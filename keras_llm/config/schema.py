@@ -4,6 +4,11 @@ A model dataclass per `arch` (field names equal the backbone's `__init__`
 arguments; `kind` and `default_objective` say how it trains), then `data`,
 `train` and `runtime`, and `ExperimentConfig`, which also checks that the
 sections fit together (the objective, the lengths) before any data is read.
+
+The comment on a field (above it, or after it on its line) says what the
+key means: docs/config.md is generated from these comments, the defaults
+and the checks (`python -m keras_llm.config.reference`), so every field
+has one.
 """
 
 import dataclasses
@@ -30,6 +35,13 @@ OBJECTIVES = tuple(
     dict.fromkeys(o for kind in kinds.KINDS for o in kinds.OBJECTIVES[kind])
 )
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+SOURCES = ("pydoc", "files", "bible")  # data.source
+DOCUMENTS_PER = ("line", "file")  # data.document_per
+OPTIMIZERS = ("adafactor", "adamw", "lamb")  # train.optimizer
+SCHEDULES = ("constant", "inverse_sqrt", "cosine")  # train.schedule
+MICRO_BATCH_SIZES = ("auto", "global")  # train.micro_batch_size, or an int
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # Upper bounds: far above any real model or run, low enough to refuse a
 # typo (an extra digit, 1e12) before it allocates memory or hangs.
@@ -77,19 +89,30 @@ class T5Config(_Section):
     kind: ClassVar[str] = kinds.SEQ2SEQ
     default_objective: ClassVar[str | None] = "span_corruption"
 
-    vocabulary_size: int  # required: no default
-    num_layers: int = 6  # encoder layers; the decoder has as many
-    num_heads: int = 8
-    hidden_dim: int = 512  # d_model
-    intermediate_dim: int = 2048  # d_ff
-    key_value_dim: int | None = None  # d_kv; None -> hidden_dim // num_heads
+    # Ids the model embeds and predicts, sentinels included; at least the
+    # tokenizer's (a trained tokenizer gets this many, or fewer if the text
+    # is too small).
+    vocabulary_size: int
+    num_layers: int = 6  # encoder blocks; the decoder has as many
+    num_heads: int = 8  # attention heads per layer
+    hidden_dim: int = 512  # width of every layer (d_model)
+    intermediate_dim: int = 2048  # feed-forward width (d_ff)
+    # Size of each attention head (d_kv); null: hidden_dim / num_heads,
+    # which must then divide evenly.
+    key_value_dim: int | None = None
+    # Dropout rate in training: embeddings, attention, feed-forward and
+    # residual outputs.
     dropout: float = 0.1
-    activation: str = "relu"  # one of ACTIVATIONS
-    use_gated_activation: bool = False  # True for T5 v1.1 (GEGLU)
-    layer_norm_epsilon: float = 1e-6
-    tie_embedding_weights: bool = True  # False for T5 v1.1
-    num_buckets: int = 32  # relative-position buckets
-    max_distance: int = 128  # distance at which buckets stop growing
+    activation: str = "relu"  # activation of the feed-forward layers
+    # Gated feed-forward (GEGLU with gelu_tanh): true for T5 v1.1.
+    use_gated_activation: bool = False
+    layer_norm_epsilon: float = 1e-6  # epsilon of the RMS normalizations
+    # The output layer reuses the token embedding (T5 v1.0); false for v1.1.
+    tie_embedding_weights: bool = True
+    # Relative-position buckets of the attention bias (the encoder's are
+    # split, half each way).
+    num_buckets: int = 32
+    max_distance: int = 128  # offsets beyond this share the last bucket
 
     def _check(self) -> Iterator[Problem]:
         yield from _positive(
@@ -116,14 +139,20 @@ class GPT2Config(_Section):
     kind: ClassVar[str] = kinds.CAUSAL
     default_objective: ClassVar[str | None] = "causal_lm"
 
-    vocabulary_size: int  # required: no default
-    num_layers: int = 12  # n_layer
-    num_heads: int = 12  # n_head
-    hidden_dim: int = 768  # n_embd
-    intermediate_dim: int = 3072  # n_inner; 4 * hidden_dim in GPT-2
+    # Ids the model embeds and predicts; at least the tokenizer's.
+    vocabulary_size: int
+    num_layers: int = 12  # decoder blocks (n_layer)
+    # Attention heads per layer (n_head); they must divide hidden_dim.
+    num_heads: int = 12
+    hidden_dim: int = 768  # width of every layer (n_embd)
+    intermediate_dim: int = 3072  # feed-forward width (n_inner)
+    # Dropout rate in training: embeddings, attention, feed-forward and
+    # residual outputs.
     dropout: float = 0.1
-    max_sequence_length: int = 1024  # n_positions: learned position rows
-    layer_norm_epsilon: float = 1e-5
+    # Learned position rows (n_positions): the longest input, and the most
+    # tokens a prompt and its generated text hold together.
+    max_sequence_length: int = 1024
+    layer_norm_epsilon: float = 1e-5  # epsilon of the layer norms
 
     def _check(self) -> Iterator[Problem]:
         yield from _positive(
@@ -146,15 +175,19 @@ class BertConfig(_Section):
     kind: ClassVar[str] = kinds.MASKED
     default_objective: ClassVar[str | None] = "masked_lm"
 
-    vocabulary_size: int  # required: no default
-    num_layers: int = 12
+    # Ids the model embeds and predicts; at least the tokenizer's.
+    vocabulary_size: int
+    num_layers: int = 12  # encoder blocks
+    # Attention heads per layer; they must divide hidden_dim.
     num_heads: int = 12
-    hidden_dim: int = 768
-    intermediate_dim: int = 3072
+    hidden_dim: int = 768  # width of every layer
+    intermediate_dim: int = 3072  # feed-forward width
+    # Dropout rate in training: embeddings, attention, feed-forward and
+    # residual outputs.
     dropout: float = 0.1
-    max_sequence_length: int = 512  # learned position rows
+    max_sequence_length: int = 512  # learned position rows: longest input
     num_segments: int = 2  # token types (sentence A / B)
-    layer_norm_epsilon: float = 1e-12
+    layer_norm_epsilon: float = 1e-12  # epsilon of the layer norms
 
     def _check(self) -> Iterator[Problem]:
         yield from _positive(
@@ -180,13 +213,18 @@ class TransformerConfig(_Section):
     kind: ClassVar[str] = kinds.SEQ2SEQ
     default_objective: ClassVar[str | None] = None  # trains on pairs
 
-    vocabulary_size: int  # required: shared source/target vocabulary
-    num_layers: int = 6  # encoder layers; the decoder has as many
+    # Ids of the one vocabulary shared by source and target; at least the
+    # tokenizer's.
+    vocabulary_size: int
+    num_layers: int = 6  # encoder blocks; the decoder has as many
+    # Attention heads per layer; they must divide hidden_dim.
     num_heads: int = 8
-    hidden_dim: int = 512  # d_model
-    intermediate_dim: int = 2048  # d_ff
-    dropout: float = 0.1  # P_drop
-    layer_norm_epsilon: float = 1e-6
+    hidden_dim: int = 512  # width of every layer (d_model)
+    intermediate_dim: int = 2048  # feed-forward width (d_ff)
+    # Dropout rate in training (P_drop): embeddings, attention, feed-forward
+    # and residual outputs.
+    dropout: float = 0.1
+    layer_norm_epsilon: float = 1e-6  # epsilon of the layer norms
 
     def _check(self) -> Iterator[Problem]:
         yield from _positive(
@@ -228,32 +266,59 @@ def arch_of(model_config: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(_Section):
-    """Where the text comes from and how it is cut into examples."""
+    """Where the text comes from and how it is cut into examples.
+
+    Files (`source: files`) by extension: `.txt`, a document per line (or
+    per file, see `document_per`); `.jsonl`, `text_field` (and
+    `target_field` for pairs); `.tsv`, input TAB target; `.tfrecord`,
+    `tf.train.Example` with bytes features named like the fields.
+    """
 
     section: ClassVar[str] = "data"
 
-    source: str = "pydoc"  # pydoc (Python's own docs), files, bible
-    train_files: str | None = None  # glob; required when source is files
-    validation_files: str | None = None  # glob; None -> split off train
-    validation_fraction: float = 0.01  # used when validation_files is None
-    # .txt: a document per line (or per file, see document_per); .jsonl:
-    # text_field (and target_field for pairs); .tsv: input<TAB>target;
-    # .tfrecord: tf.train.Example with bytes features named like the fields.
-    document_per: str = "line"  # line, file (plain-text files only)
-    text_field: str = "text"
-    target_field: str | None = None  # pairs: the target text's field
-    objective: str = "auto"  # auto (by arch and source), OBJECTIVES
-    task_prefix: str = ""  # seq2seq, e.g. "translate English to Spanish: "
-    sequence_length: int = 512  # encoder (input) tokens per example
-    target_sequence_length: int = 114  # decoder tokens (T5 span corruption)
-    noise_density: float = 0.15  # span corruption: fraction of noise tokens
-    mean_noise_span_length: float = 3.0  # span corruption
-    num_sentinels: int = 100  # T5 <extra_id_*> ids at the top of the vocab
-    tokenizer: str | None = None  # path to a tokenizer; None -> train one
-    shuffle_buffer_size: int = 10000
+    # Where the text comes from. pydoc: Python's own documentation (built
+    # in); files: train_files; bible: English-Spanish verse pairs.
+    source: str = "pydoc"
+    # Glob of the training files (.txt, .jsonl, .tsv, .tfrecord); required
+    # when source is files, refused otherwise.
+    train_files: str | None = None
+    # Glob of held-out files (source files only); null: split the training
+    # documents by hash, validation_fraction of them.
+    validation_files: str | None = None
+    # Share of the documents held out for validation when validation_files
+    # is null (the same split on every run and resume).
+    validation_fraction: float = 0.01
+    # Plain-text (.txt) files: one document per line, or per file.
+    document_per: str = "line"
+    text_field: str = "text"  # .jsonl / .tfrecord field of the (input) text
+    # .jsonl / .tfrecord field of the target text: set it to read pairs.
+    target_field: str | None = None
+    # What the model learns; auto: by arch (see model) and by whether the
+    # data gives input/target pairs (then seq2seq).
+    objective: str = "auto"
+    # Text put before every input (seq2seq), e.g. "translate English to
+    # Spanish: ".
+    task_prefix: str = ""
+    # Tokens per example: the encoder's input (seq2seq, span corruption),
+    # the whole text (causal, masked). At least 4, and at most
+    # model.max_sequence_length where the model has one.
+    sequence_length: int = 512
+    # Decoder tokens per example (seq2seq, span corruption); span corruption
+    # needs enough for its noise (kllm validate says how many).
+    target_sequence_length: int = 114
+    noise_density: float = 0.15  # span corruption: share of noise tokens
+    # Span corruption: mean length of a noise span, in tokens.
+    mean_noise_span_length: float = 3.0
+    # Span corruption: T5 sentinel ids (`<extra_id_i>`) at the top of the
+    # vocabulary, within model.vocabulary_size.
+    num_sentinels: int = 100
+    # A tokenizer directory (from kllm tokenizer train, or a run dir's
+    # tokenizer/); null: train one on the training text at the start.
+    tokenizer: str | None = None
+    shuffle_buffer_size: int = 10000  # examples in the shuffle buffer
 
     def _check(self) -> Iterator[Problem]:
-        yield from _one_of(self, "source", ("pydoc", "files", "bible"))
+        yield from _one_of(self, "source", SOURCES)
         yield from _positive(self, "sequence_length", "target_sequence_length")
         lengths = ("sequence_length", "target_sequence_length")
         yield from _at_most(self, MAX_LENGTH, *lengths)
@@ -265,7 +330,7 @@ class DataConfig(_Section):
         yield from _at_most(self, MAX_COUNT, "num_sentinels", low=0)
         yield from _fraction(self, "validation_fraction")
         yield from _fraction(self, "noise_density")
-        yield from _one_of(self, "document_per", ("line", "file"))
+        yield from _one_of(self, "document_per", DOCUMENTS_PER)
         yield from _one_of(self, "objective", ("auto", *OBJECTIVES))
         if self.source == "files" and self.train_files is None:
             problem = "required when data.source is 'files'"
@@ -287,24 +352,40 @@ class TrainConfig(_Section):
 
     section: ClassVar[str] = "train"
 
-    global_batch_size: int = 128  # summed over all replicas
-    learning_rate: float = 1e-2  # peak rate
-    optimizer: str = "adafactor"  # adafactor, adamw, lamb
-    schedule: str = "inverse_sqrt"  # constant, inverse_sqrt, cosine
+    # Examples per step, summed over all replicas; it must divide by the
+    # replicas (times the accumulation steps).
+    global_batch_size: int = 128
+    learning_rate: float = 1e-2  # the schedule's peak rate
+    # The optimizer: adafactor (T5's), adamw or lamb (the last two with
+    # weight_decay).
+    optimizer: str = "adafactor"
+    # After the warmup: constant; inverse_sqrt, the rate times
+    # sqrt(warmup_steps / step); cosine, a cosine decay to 0 at train_steps.
+    schedule: str = "inverse_sqrt"
+    # Steps of linear warmup to learning_rate (0: none; inverse_sqrt needs
+    # at least 1).
     warmup_steps: int = 10000
-    train_steps: int = 524288  # 2**19, T5's pre-training length
+    train_steps: int = 524288  # steps in all; 2^19 is T5's pre-training
+    # Steps between validation loss measurements (also at step 0 and at the
+    # end).
     eval_interval_steps: int = 1000
-    checkpoint_interval_steps: int = 1000
-    max_checkpoints_to_keep: int = 3
-    gradient_clip_norm: float | None = 1.0  # global norm; None: no clipping
+    checkpoint_interval_steps: int = 1000  # steps between checkpoints
+    max_checkpoints_to_keep: int = 3  # checkpoints kept, the newest ones
+    # Clip the gradients to this global norm; null: no clipping.
+    gradient_clip_norm: float | None = 1.0
     # Examples per replica per forward/backward pass; the gradients of the
     # micro-batches add up to one step over global_batch_size. auto: the
-    # largest that fits the device's memory; global: the whole share.
+    # largest that fits the device's memory; global: the whole share (no
+    # accumulation); an int: that many, a divisor of global_batch_size.
     micro_batch_size: int | str = "auto"
-    checkpoint_interval_minutes: float = 30.0  # also checkpoint by wall time
-    weight_decay: float = 0.0  # decoupled (AdamW, LAMB)
-    eval_steps: int = 20  # validation batches per evaluation
-    log_interval_steps: int = 10  # metrics.jsonl / TensorBoard cadence
+    # Minutes of wall time between checkpoints, besides the step interval.
+    checkpoint_interval_minutes: float = 30.0
+    weight_decay: float = 0.0  # decoupled weight decay (adamw, lamb)
+    eval_steps: int = 20  # at most this many batches per validation
+    # Steps between lines of metrics.jsonl and TensorBoard scalars.
+    log_interval_steps: int = 10
+    # Seeds the weights, the data order, the objectives' noise and the
+    # tokenizer trained at start.
     seed: int = 0
 
     def _check(self) -> Iterator[Problem]:
@@ -328,7 +409,7 @@ class TrainConfig(_Section):
         yield from _at_most(self, MAX_SEED, "seed", low=0)
         micro = self.micro_batch_size
         if isinstance(micro, str):
-            yield from _one_of(self, "micro_batch_size", ("auto", "global"))
+            yield from _one_of(self, "micro_batch_size", MICRO_BATCH_SIZES)
         elif micro <= 0 or self.global_batch_size % micro:
             yield _problem(
                 "train.micro_batch_size",
@@ -337,9 +418,8 @@ class TrainConfig(_Section):
                 f"micro_batch_size={micro}, "
                 f"global_batch_size={self.global_batch_size}",
             )
-        yield from _one_of(self, "optimizer", ("adafactor", "adamw", "lamb"))
-        schedules = ("constant", "inverse_sqrt", "cosine")
-        yield from _one_of(self, "schedule", schedules)
+        yield from _one_of(self, "optimizer", OPTIMIZERS)
+        yield from _one_of(self, "schedule", SCHEDULES)
         if self.schedule == "inverse_sqrt" and self.warmup_steps == 0:
             problem = "must be positive for schedule inverse_sqrt"
             hint = "its rate is 1/sqrt(max(step, warmup_steps))"
@@ -352,17 +432,22 @@ class RuntimeConfig(_Section):
 
     section: ClassVar[str] = "runtime"
 
-    # auto: mirrored over the local GPUs if there are any, else one device.
-    strategy: str = "auto"  # auto, one_device, mirrored, multi_worker, tpu
-    jit_compile: bool = True  # XLA for the per-replica step
-    mixed_precision: str = "float32"  # float32, mixed_bfloat16, mixed_float16
-    num_cpu_devices: int | None = None  # split the host CPU into N devices
+    # How the step is spread over devices. auto: mirrored over the local
+    # GPUs if there are several, else one device (or mirrored over
+    # num_cpu_devices CPUs); multi_worker: MultiWorkerMirroredStrategy
+    # from TF_CONFIG.
+    strategy: str = "auto"
+    jit_compile: bool = True  # compile the per-replica step with XLA
+    # Compute dtype; weights stay float32. mixed_bfloat16 is T5's (float16
+    # overflows in T5); mixed_float16 adds dynamic loss scaling.
+    mixed_precision: str = "float32"
+    # Split the host CPU into this many logical devices (to mirror over
+    # them without a GPU); null: one.
+    num_cpu_devices: int | None = None
 
     def _check(self) -> Iterator[Problem]:
-        strategies = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-        yield from _one_of(self, "strategy", strategies)
-        policies = ("float32", "mixed_bfloat16", "mixed_float16")
-        yield from _one_of(self, "mixed_precision", policies)
+        yield from _one_of(self, "strategy", STRATEGIES)
+        yield from _one_of(self, "mixed_precision", PRECISIONS)
         yield from _positive(self, "num_cpu_devices")
         yield from _at_most(self, MAX_COUNT, "num_cpu_devices")
 
