@@ -224,12 +224,37 @@ GENERATION_KEYS = (
 def generation_config(values: dict, ignore_top_k: bool = False):
     """A `GenerationConfig` from the `generation_options` values (`top_k`
     None means 0; `ignore_top_k` for BERT, where --top-k counts fill-mask
-    candidates); a bad combination is a usage error (exit 2)."""
+    candidates); a bad combination is a usage error (exit 2) that names
+    the options, e.g. "--temperature only applies with --do-sample"."""
     from keras_llm.generation.config import GenerationConfig
+    from keras_llm.generation.config import GenerationConfigError
 
     values = {key: values[key] for key in GENERATION_KEYS}
     values["top_k"] = 0 if ignore_top_k else values["top_k"] or 0
     try:
         return GenerationConfig(**values)
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    except GenerationConfigError as error:
+        raise click.UsageError(
+            "; ".join(
+                _in_option_terms(problem, values) for problem in error.problems
+            )
+        ) from None
+
+
+def _option_name(field: str) -> str:
+    """The `generation_options` option of a `GenerationConfig` field."""
+    return "--" + field.replace("_", "-")
+
+
+def _in_option_terms(problem, values: dict) -> str:
+    """A `generation.config.Problem` in the words of the command line."""
+    names = [_option_name(field) for field in problem.fields]
+    if problem.rule is not None:
+        value = values[problem.fields[0]]
+        return f"{names[0]} must be {problem.rule}. Received: {value}"
+    listed = " and ".join(
+        [", ".join(names[:-1]), names[-1]] if names[1:] else names
+    )
+    verb = "applies" if len(names) == 1 else "apply"
+    needs = "--do-sample" if problem.needs == "do_sample" else "--num-beams > 1"
+    return f"{listed} only {verb} with {needs}"

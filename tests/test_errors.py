@@ -395,7 +395,7 @@ CASES = [
         "generate-sampling-option-without-sampling",
         ["generate", "{run}", "x", "--temperature", "0.5"],
         2,
-        "only apply when sampling: set do_sample=True",
+        "--temperature only applies with --do-sample",
         run="t5_tiny",
     ),
     Case(

@@ -412,11 +412,31 @@ def test_generation_config_rejects_bad_values():
         (dict(do_sample=True, temperature=0.0), "temperature"),
         (dict(do_sample=True, top_p=1.5), "top_p"),
         (dict(do_sample=True, top_k=-1), "top_k"),
-        (dict(top_k=5), "only apply when sampling"),
-        (dict(length_penalty=0.6), "only apply to beam search"),
+        (dict(top_k=5), r"^Invalid generation config: top_k=5 only applies "),
+        (dict(top_k=5, seed=1), "top_k=5, seed=1 only apply when sampling"),
+        (dict(length_penalty=0.6), "only applies to beam search"),
     ]:
         with pytest.raises(ValueError, match=message):
             GenerationConfig(**kwargs)
+
+
+def test_generation_config_problems_name_the_fields():
+    # What the CLI words in its option names (`--top-k`).
+    from keras_llm.generation.config import GenerationConfigError
+
+    with pytest.raises(GenerationConfigError) as error:
+        GenerationConfig(max_new_tokens=0, top_k=5, seed=1, length_penalty=2.0)
+    assert [(p.fields, p.rule, p.needs) for p in error.value.problems] == [
+        (("max_new_tokens",), "an int >= 1", None),
+        (("top_k", "seed"), None, "do_sample"),
+        (("length_penalty",), None, "num_beams"),
+    ]
+    assert str(error.value) == (
+        "Invalid generation config: `max_new_tokens` must be an int >= 1. "
+        "Received: max_new_tokens=0; top_k=5, seed=1 only apply when "
+        "sampling: set do_sample=True; length_penalty=2.0 only applies to "
+        "beam search: set num_beams > 1"
+    )
 
 
 def test_generate_ids_rejects_what_it_cannot_decode(gpt2):
@@ -530,15 +550,32 @@ def test_cli_errors(t5_run_dir, tmp_path):
     assert result.exit_code == 2
     assert "No prompts: stdin is empty" in result.output
 
+    # Option errors speak the options' names, not GenerationConfig's.
     for args, message in [
-        (["--temperature", 0.5], "only apply when sampling"),
-        (["--do-sample", "--top-p", 1.5], "top_p"),
-        (["--num-beams", 0], "--num-beams"),
-        (["--length-penalty", 0.6], "only apply to beam search"),
+        (["--temperature", 0.5], "--temperature only applies with --do-sample"),
+        (
+            ["--top-p", 0.9, "--seed", 3],
+            "--top-p and --seed only apply with --do-sample",
+        ),
+        (
+            ["--do-sample", "--top-p", 1.5],
+            "--top-p must be in (0, 1]. Received: 1.5",
+        ),
+        (["--num-beams", 0], "Invalid value for '--num-beams'"),
+        (
+            ["--length-penalty", 0.6],
+            "--length-penalty only applies with --num-beams > 1",
+        ),
+        (
+            ["--early-stopping"],
+            "--early-stopping only applies with --num-beams > 1",
+        ),
     ]:
         result = _kllm(t5_run_dir, "hello", *args)
         assert result.exit_code == 2, (args, result.output)
-        assert message in result.output
+        assert "Error: " + message in result.output
+        assert "do_sample" not in result.output
+        assert "num_beams" not in result.output
 
     result = _kllm(t5_run_dir, "hello", "--file", tmp_path / "none.txt")
     assert result.exit_code == 2

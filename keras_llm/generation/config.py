@@ -23,6 +23,66 @@ def _is_number(value):
     )
 
 
+# Settings that do something only when sampling / in beam search, with the
+# defaults that mean "not set".
+_SAMPLING_DEFAULTS = {
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "seed": None,
+}
+_BEAM_DEFAULTS = {"length_penalty": 1.0, "early_stopping": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a `GenerationConfig`, kept by field name, so a
+    caller can word it in its own names (`kllm` says `--top-k`).
+
+    Attributes:
+        fields: tuple of str. The fields at fault, e.g. `("temperature",)`.
+        rule: str or `None`. For a bad value: what the field must be, e.g.
+            `"an int >= 1"`.
+        needs: str or `None`. For settings that would do nothing: the
+            field that makes them count, `"do_sample"` (sampling) or
+            `"num_beams"` (beam search, `num_beams > 1`).
+    """
+
+    fields: tuple
+    rule: str | None = None
+    needs: str | None = None
+
+    def describe(self, config):
+        """The problem in Python's terms, with the values of `config`."""
+        if self.rule is not None:
+            name = self.fields[0]
+            value = getattr(config, name)
+            return f"`{name}` must be {self.rule}. Received: {name}={value!r}"
+        settings = ", ".join(
+            f"{name}={getattr(config, name)!r}" for name in self.fields
+        )
+        verb = "applies" if len(self.fields) == 1 else "apply"
+        if self.needs == "do_sample":
+            return f"{settings} only {verb} when sampling: set do_sample=True"
+        return f"{settings} only {verb} to beam search: set num_beams > 1"
+
+
+class GenerationConfigError(ValueError):
+    """An invalid `GenerationConfig`; the message in Python's terms.
+
+    Attributes:
+        problems: tuple of `Problem`, for callers that name the fields
+            their own way.
+    """
+
+    def __init__(self, config, problems):
+        self.problems = tuple(problems)
+        super().__init__(
+            "Invalid generation config: "
+            + "; ".join(problem.describe(config) for problem in self.problems)
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class GenerationConfig:
     """How to decode; the names and meanings of Hugging Face's `generate`.
@@ -64,83 +124,65 @@ class GenerationConfig:
     def __post_init__(self):
         problems = list(self._problems())
         if problems:
-            raise ValueError(
-                "Invalid generation config: " + "; ".join(problems)
-            )
+            raise GenerationConfigError(self, problems)
 
     def _problems(self):
-        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
-            yield (
-                "`max_new_tokens` must be an int >= 1. Received: "
-                f"max_new_tokens={self.max_new_tokens!r}"
-            )
-        if not _is_int(self.num_beams) or self.num_beams < 1:
-            yield (
-                "`num_beams` must be an int >= 1. Received: "
-                f"num_beams={self.num_beams!r}"
-            )
-        if not _is_number(self.length_penalty):
-            yield (
-                "`length_penalty` must be a finite number. Received: "
-                f"length_penalty={self.length_penalty!r}"
-            )
-        if self.early_stopping not in (True, False, "never"):
-            yield (
-                "`early_stopping` must be True, False or 'never'. "
-                f"Received: early_stopping={self.early_stopping!r}"
-            )
-        if not isinstance(self.do_sample, bool):
-            yield (
-                "`do_sample` must be a bool. Received: "
-                f"do_sample={self.do_sample!r}"
-            )
-        if not _is_number(self.temperature) or self.temperature <= 0:
-            yield (
-                "`temperature` must be a number > 0. Received: "
-                f"temperature={self.temperature!r}"
-            )
-        if not _is_int(self.top_k) or self.top_k < 0:
-            yield f"`top_k` must be an int >= 0. Received: top_k={self.top_k!r}"
-        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
-            yield (f"`top_p` must be in (0, 1]. Received: top_p={self.top_p!r}")
-        if self.seed is not None and (
-            not _is_int(self.seed) or not 0 <= self.seed < 2**31
-        ):
-            yield (
-                "`seed` must be None or an int in [0, 2**31). Received: "
-                f"seed={self.seed!r}"
-            )
+        """The `Problem`s of this config, in field order."""
+        rules = (
+            (
+                "max_new_tokens",
+                "an int >= 1",
+                _is_int(self.max_new_tokens) and self.max_new_tokens >= 1,
+            ),
+            (
+                "num_beams",
+                "an int >= 1",
+                _is_int(self.num_beams) and self.num_beams >= 1,
+            ),
+            (
+                "length_penalty",
+                "a finite number",
+                _is_number(self.length_penalty),
+            ),
+            (
+                "early_stopping",
+                "True, False or 'never'",
+                self.early_stopping in (True, False, "never"),
+            ),
+            ("do_sample", "a bool", isinstance(self.do_sample, bool)),
+            (
+                "temperature",
+                "a number > 0",
+                _is_number(self.temperature) and self.temperature > 0,
+            ),
+            ("top_k", "an int >= 0", _is_int(self.top_k) and self.top_k >= 0),
+            (
+                "top_p",
+                "in (0, 1]",
+                _is_number(self.top_p) and 0 < self.top_p <= 1,
+            ),
+            (
+                "seed",
+                "None or an int in [0, 2**31)",
+                self.seed is None
+                or (_is_int(self.seed) and 0 <= self.seed < 2**31),
+            ),
+        )
+        for name, rule, ok in rules:
+            if not ok:
+                yield Problem((name,), rule=rule)
         # Parameters that would silently do nothing are mistakes.
-        if not self.do_sample:
-            unused = [
-                f"{name}={getattr(self, name)!r}"
-                for name, default in (
-                    ("temperature", 1.0),
-                    ("top_k", 0),
-                    ("top_p", 1.0),
-                    ("seed", None),
-                )
+        for needs, active, defaults in (
+            ("do_sample", bool(self.do_sample), _SAMPLING_DEFAULTS),
+            ("num_beams", self.num_beams != 1, _BEAM_DEFAULTS),
+        ):
+            unused = tuple(
+                name
+                for name, default in defaults.items()
                 if getattr(self, name) != default
-            ]
-            if unused:
-                yield (
-                    f"{', '.join(unused)} only apply when sampling: set "
-                    "do_sample=True"
-                )
-        if self.num_beams == 1:
-            unused = [
-                f"{name}={getattr(self, name)!r}"
-                for name, default in (
-                    ("length_penalty", 1.0),
-                    ("early_stopping", False),
-                )
-                if getattr(self, name) != default
-            ]
-            if unused:
-                yield (
-                    f"{', '.join(unused)} only apply to beam search: set "
-                    "num_beams > 1"
-                )
+            )
+            if unused and not active:
+                yield Problem(unused, needs=needs)
 
     @property
     def is_beam_search(self):
