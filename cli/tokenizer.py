@@ -68,3 +68,10 @@ def train(
         f"Wrote a {kind} tokenizer to {out_dir} "
         f"(vocabulary_size={trained.vocabulary_size})"
     )
+    why = tokenizer_lib.shortfall(trained)
+    if why:  # recorded too: requested_vocabulary_size in its metadata
+        click.echo(
+            f"Warning: --vocab-size: {why}. Give more text, or a "
+            f"--vocab-size of at most {trained.vocabulary_size}.",
+            err=True,
+        )

@@ -190,7 +190,8 @@ def train_sentencepiece(
         input_sentence_size: int. Cap on the number of training lines.
 
     Returns:
-        The trained `SentencePieceTokenizer` (already saved in `directory`).
+        The trained `SentencePieceTokenizer` (already saved in `directory`),
+        its `requested_vocabulary_size` set to `vocabulary_size`.
 
     Raises:
         ValueError: no text, or `vocabulary_size` too small for the text's
@@ -248,5 +249,6 @@ def train_sentencepiece(
     tokenizer = SentencePieceTokenizer(
         writer.getvalue(), num_sentinels=num_sentinels
     )
+    tokenizer.requested_vocabulary_size = int(vocabulary_size)
     tokenizer.save(directory)
     return tokenizer

@@ -37,6 +37,7 @@ __all__ = [
     "Tokenizer",
     "WordPieceTokenizer",
     "load_tokenizer",
+    "shortfall",
     "train_sentencepiece",
     "train_tokenizer",
     "train_wordpiece",
@@ -90,7 +91,39 @@ def load_tokenizer(directory: str) -> Tokenizer:
         )
     cls, files, keys = KINDS[kind]
     arguments = {key: metadata[key] for key in keys if key in metadata}
-    return cls(*(os.path.join(directory, f) for f in files), **arguments)
+    tokenizer = cls(*(os.path.join(directory, f) for f in files), **arguments)
+    # Absent from files saved before it was recorded.
+    tokenizer.requested_vocabulary_size = metadata.get(
+        "requested_vocabulary_size"
+    )
+    return tokenizer
+
+
+def shortfall(tokenizer: Tokenizer) -> str | None:
+    """Why a trained tokenizer has fewer ids than were asked, or `None`.
+
+    A trainer given a text too small for `vocabulary_size` stops when the
+    text holds no more pieces; `tokenizer.requested_vocabulary_size` keeps
+    what was asked.
+
+    Returns:
+        E.g. "asked for 8,000 ids, got 4,377: the text holds only 4,377
+        distinct pieces", for the caller to add the fix in its own terms
+        (`--vocab-size`, `model.vocabulary_size`); `None` if it got them
+        all, or if nothing was asked (a tokenizer not trained here).
+    """
+    asked = tokenizer.requested_vocabulary_size
+    got = tokenizer.vocabulary_size
+    if asked is None or got >= asked:
+        return None
+    pieces = getattr(tokenizer, "num_pieces", got)  # sentinels apart
+    text = (
+        f"asked for {asked:,} ids, got {got:,}: the text holds only "
+        f"{pieces:,} distinct pieces"
+    )
+    if pieces != got:
+        text += f" (plus {got - pieces:,} sentinels)"
+    return text
 
 
 def train_tokenizer(
@@ -113,7 +146,10 @@ def train_tokenizer(
         seed: sampling seed (sentencepiece only; wordpiece is deterministic).
 
     Returns:
-        The trained tokenizer, saved in `directory`.
+        The trained tokenizer, saved in `directory`. A text too small for
+        `vocabulary_size` gives fewer ids: `tokenizer.vocabulary_size` says
+        how many, `requested_vocabulary_size` what was asked (both in its
+        metadata file), and `shortfall(tokenizer)` why.
 
     Raises:
         FileNotFoundError: a file does not exist.

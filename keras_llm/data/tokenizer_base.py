@@ -40,6 +40,10 @@ class Tokenizer(tf.Module):
         eos_id: int or `None`. End of sequence.
         bos_id: int or `None`. Beginning of sequence.
         unk_id: int or `None`. Unknown piece.
+        requested_vocabulary_size: int or `None`. The size asked of the
+            trainer (`train_sentencepiece`, `train_wordpiece`); a text too
+            small for it gives fewer ids (`vocabulary_size`). `None` for a
+            tokenizer not trained here (or saved before this was recorded).
     """
 
     kind = None
@@ -53,6 +57,7 @@ class Tokenizer(tf.Module):
         self.eos_id = eos_id
         self.bos_id = bos_id
         self.unk_id = unk_id
+        self.requested_vocabulary_size = None
 
     # Graph code without Python control flow on tensors: autograph has
     # nothing to convert, and skipping it makes tracing several times faster.
@@ -130,6 +135,7 @@ class Tokenizer(tf.Module):
         metadata = {
             "kind": self.kind,
             "vocabulary_size": self.vocabulary_size,
+            "requested_vocabulary_size": self.requested_vocabulary_size,
             "pad_id": self.pad_id,
             "eos_id": self.eos_id,
             "bos_id": self.bos_id,

@@ -158,7 +158,8 @@ def train_wordpiece(
         lowercase: bool. Uncased (lowercase, strip accents) vocabulary.
 
     Returns:
-        The trained `WordPieceTokenizer` (already saved in `directory`).
+        The trained `WordPieceTokenizer` (already saved in `directory`),
+        its `requested_vocabulary_size` set to `vocabulary_size`.
 
     Raises:
         ValueError: no words, or `vocabulary_size` below the specials plus
@@ -184,6 +185,7 @@ def train_wordpiece(
         words, frequencies, vocabulary_size - len(vocabulary), set(vocabulary)
     )
     tokenizer = WordPieceTokenizer(vocabulary, lowercase=lowercase)
+    tokenizer.requested_vocabulary_size = int(vocabulary_size)
     tokenizer.save(directory)
     return tokenizer
 

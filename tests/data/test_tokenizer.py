@@ -425,6 +425,74 @@ def test_cli_trains_a_tokenizer(tmp_path, kind, extra):
     assert tokenizer.tokenize("hello world").shape[0] > 0
 
 
+@pytest.mark.parametrize(
+    "kind, extra, pieces, ids",
+    [
+        ("sentencepiece", [], "724", "724"),
+        ("sentencepiece", ["--num-sentinels", 100], "724", "824"),
+        ("wordpiece", [], "1,358", "1,358"),
+    ],
+)
+def test_cli_says_when_the_text_is_too_small(
+    tmp_path, kind, extra, pieces, ids
+):
+    # Three documents hold far fewer pieces than the 8,000 ids asked.
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(CORPUS[:3]))
+    out = tmp_path / "tok"
+    result = _kllm(
+        "tokenizer", "train", text, "--kind", kind, "--vocab-size", 8000,
+        "--out", out, *extra,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"Warning: --vocab-size: asked for 8,000 ids, got {ids}: the text "
+        f"holds only {pieces} distinct pieces"
+        + (" (plus 100 sentinels)" if extra else "")
+        + ". Give more text, or a --vocab-size of at most "
+        + ids.replace(",", "")
+        + ".\n"
+    )
+    metadata = json.loads((out / "keras_llm_tokenizer.json").read_text())
+    assert metadata["requested_vocabulary_size"] == 8000
+    assert metadata["vocabulary_size"] == int(ids.replace(",", ""))
+    loaded = tokenizer_lib.load_tokenizer(str(out))
+    assert loaded.requested_vocabulary_size == 8000
+    assert tokenizer_lib.shortfall(loaded).startswith("asked for 8,000 ids")
+
+
+def test_a_tokenizer_that_got_its_size_says_nothing(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(CORPUS[:10]))
+    result = _kllm(
+        "tokenizer", "train", text, "--kind", "sentencepiece",
+        "--vocab-size", 300, "--out", tmp_path / "tok",
+    )  # fmt: skip
+    assert result.exit_code == 0 and result.stderr == ""
+    loaded = tokenizer_lib.load_tokenizer(str(tmp_path / "tok"))
+    assert loaded.requested_vocabulary_size == 300
+    assert tokenizer_lib.shortfall(loaded) is None
+
+
+def test_metadata_without_the_requested_size_still_loads(
+    tmp_path, sentencepiece_dir
+):
+    # Tokenizers saved before requested_vocabulary_size was recorded.
+    shutil.copytree(sentencepiece_dir, tmp_path / "old")
+    path = tmp_path / "old" / "keras_llm_tokenizer.json"
+    metadata = json.loads(path.read_text())
+    del metadata["requested_vocabulary_size"]
+    path.write_text(json.dumps(metadata))
+    loaded = tokenizer_lib.load_tokenizer(str(tmp_path / "old"))
+    assert loaded.requested_vocabulary_size is None
+    assert tokenizer_lib.shortfall(loaded) is None
+    loaded.save(str(tmp_path / "new"))  # null from now on, not invented
+    saved = json.loads(
+        (tmp_path / "new" / "keras_llm_tokenizer.json").read_text()
+    )
+    assert saved["requested_vocabulary_size"] is None
+
+
 def test_cli_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
