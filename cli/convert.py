@@ -2,6 +2,7 @@
 
 import click
 
+from keras_llm.cli import examples
 from keras_llm.cli import options
 
 
@@ -10,7 +11,14 @@ def convert() -> None:
     """Convert checkpoints into keras_llm run directories."""
 
 
-@convert.command("hf")
+@convert.command(
+    "hf",
+    epilog=examples.examples(
+        "kllm convert hf path/to/t5-small --out runs/t5_small",
+        "kllm convert hf path/to/gpt2 --out runs/gpt2 --overwrite",
+        "kllm train runs/t5_small/config.yaml   # then fine-tune it",
+    ),
+)
 @click.argument("src_dir", metavar="SRC", type=click.Path(file_okay=False))
 @click.option(
     "--out",

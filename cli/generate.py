@@ -5,6 +5,7 @@ import json
 
 import click
 
+from keras_llm.cli import examples
 from keras_llm.cli import options
 
 
@@ -88,7 +89,15 @@ def _read_prompts(
     return [line.removesuffix("\r") for line in lines]
 
 
-@click.command()
+@click.command(
+    epilog=examples.examples(
+        'kllm generate runs/t5_tiny "The for statement" --max-new-tokens 20',
+        "kllm generate runs/gpt2_tiny --file prompts.txt --do-sample \\",
+        "    --top-p 0.9 --seed 1",
+        "kllm generate runs/en_es --num-beams 5 --early-stopping --jsonl \\",
+        "    --file sentences.txt",
+    )
+)
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option(

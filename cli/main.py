@@ -11,6 +11,7 @@ import sys
 import click
 
 from keras_llm.cli import convert as convert_commands
+from keras_llm.cli import examples
 from keras_llm.cli import export as export_commands
 from keras_llm.cli import generate as generate_commands
 from keras_llm.cli import options
@@ -34,13 +35,23 @@ def cli(verbose: bool) -> None:
         quiet.quiet_tensorflow()
 
 
-@cli.command()
+@cli.command(
+    epilog=examples.examples(
+        "kllm validate t5_small",
+        "kllm validate zoo/gpt2_tiny.yaml --set train.learning_rate=3.0e-4",
+        "kllm validate t5_tiny --set data.source=files \\",
+        "    --set data.train_files='data/*.txt'",
+    )
+)
 @click.argument("config_path")
 @options.SET
 @options.DEBUG
 def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
     """Check CONFIG_PATH (a YAML file, or a zoo name such as t5_small)
-    without building anything."""
+    without building anything: every problem in one list, then the
+    estimated memory of a training step.
+
+    Every key, its default and the values it takes: docs/config.md."""
     from keras_llm import config
 
     with options.library_errors(debug):
@@ -59,7 +70,14 @@ def validate(config_path: str, set_: tuple[str, ...], debug: bool) -> None:
     click.echo(memory.summary(cfg, counts[0] if counts else None))
 
 
-@cli.command()
+@cli.command(
+    epilog=examples.examples(
+        "kllm train t5_tiny                  # writes runs/t5_tiny",
+        "kllm train zoo/t5_small.yaml --run-dir runs/t5s "
+        "--set train.train_steps=30",
+        "kllm train runs/t5s/config.yaml     # resumes that run",
+    )
+)
 @click.argument("config_path")
 @options.SET
 @click.option(
@@ -74,7 +92,10 @@ def train(
 ) -> None:
     """Train the model of CONFIG_PATH (a YAML file, or a zoo name such as
     t5_tiny); resumes by itself when the run dir already holds
-    checkpoints."""
+    checkpoints. Ctrl-C saves a checkpoint, then stops.
+
+    Every key, its default and the values it takes: docs/config.md; check
+    a config first with `kllm validate`."""
     from keras_llm import config
 
     with options.library_errors(debug):
@@ -106,7 +127,13 @@ def zoo() -> None:
     """The model zoo: ready-made configs, one per model size."""
 
 
-@zoo.command("list")
+@zoo.command(
+    "list",
+    epilog=examples.examples(
+        "kllm zoo list",
+        "kllm zoo show t5_small             # one of them in full",
+    ),
+)
 @options.DEBUG
 def zoo_list(debug: bool) -> None:
     """List the zoo configs with their architecture and parameter count."""
@@ -131,7 +158,13 @@ def zoo_list(debug: bool) -> None:
         )
 
 
-@zoo.command("show")
+@zoo.command(
+    "show",
+    epilog=examples.examples(
+        "kllm zoo show t5_tiny",
+        "kllm zoo show gpt2_small --set model.num_layers=6",
+    ),
+)
 @click.argument("name_or_path")
 @options.SET
 @options.DEBUG

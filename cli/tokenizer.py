@@ -2,6 +2,7 @@
 
 import click
 
+from keras_llm.cli import examples
 from keras_llm.cli import options
 
 
@@ -10,7 +11,17 @@ def tokenizer() -> None:
     """Tokenizers: train one on local text (nothing downloads)."""
 
 
-@tokenizer.command("train")
+@tokenizer.command(
+    "train",
+    epilog=examples.examples(
+        "kllm tokenizer train corpus.txt --kind sentencepiece \\",
+        "    --vocab-size 8000 --out tok/",
+        "kllm tokenizer train a.txt b.txt --kind sentencepiece \\",
+        "    --vocab-size 32128 --num-sentinels 100 --out t5_tok/",
+        "kllm tokenizer train corpus.txt --kind wordpiece \\",
+        "    --vocab-size 30522 --out bert_tok/",
+    ),
+)
 @click.argument("files", nargs=-1, required=True, metavar="FILES...")
 @click.option(
     "--kind",
@@ -52,7 +63,9 @@ def train(
     seed: int,
     debug: bool,
 ) -> None:
-    """Train a tokenizer on FILES: local text, one document per line."""
+    """Train a tokenizer on FILES: local text, one document per line.
+    A text too small for --vocab-size gives fewer ids, said in one line.
+    Use it in a config with data.tokenizer: DIR."""
     from keras_llm.data import tokenizer as tokenizer_lib  # TensorFlow
 
     with options.library_errors(debug):
