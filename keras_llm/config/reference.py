@@ -125,14 +125,14 @@ def field_comments(cls: type) -> dict[str, str]:
             and _starts_line(token)
             and tokens[i + 1].string == ":"
         ):
-            name, above, trailing = token.string, [], above
-            for later in tokens[i + 1 :]:
+            lines, above = above, []
+            for later in tokens[i + 1 :]:  # the comment ending its line
                 if later.type == tokenize.NEWLINE:
                     break
                 if later.type == tokenize.COMMENT:
-                    trailing = [*trailing, _comment_text(later.string)]
-            if name in fields and trailing:
-                comments[name] = _sentence(" ".join(trailing))
+                    lines.append(_comment_text(later.string))
+            if token.string in fields and lines:
+                comments[token.string] = _sentence(" ".join(lines))
         elif token.type == tokenize.NAME and _starts_line(token):
             above = []  # a statement (a method): the comments were its
     return comments
