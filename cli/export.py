@@ -23,7 +23,8 @@ def _check_name(ctx, param, value):
     "out_dir",
     required=True,
     type=click.Path(),
-    help="Model base folder: the export goes to OUT/NAME/VERSION.",
+    help="Model base folder: the export goes to OUT/NAME/VERSION, and "
+    "OUT/models.config lists every model under OUT.",
 )
 @click.option(
     "--name",
@@ -47,8 +48,12 @@ def _check_name(ctx, param, value):
 def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
     """Export RUN_DIR for TF Serving: strings in, generated strings out.
 
-    The decoding options are fixed into the served graph. Folders left
-    in OUT/NAME by killed exports are tidied first.
+    Writes OUT/NAME/VERSION and OUT/models.config, then prints the docker
+    command that serves OUT (tensorflow/serving of the TensorFlow release
+    that exported, OUT mounted at /models). Seq2seq inputs get the run's
+    data.task_prefix inside the graph: clients send the raw text. The
+    decoding options are fixed into the served graph. Folders left in
+    OUT/NAME by killed exports are tidied first.
     """
     config = options.generation_config(decoding)
     options.show_library_logs()  # leftovers removed or restored
@@ -64,9 +69,11 @@ def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
             overwrite=overwrite,
             config=config,
         )
+    from keras_llm import serving
+
     click.echo(f"Exported to {path}")
     click.echo(
-        f"Serve: docker run -p 8501:8501 -v "
-        f"{path.rsplit('/', 2)[0]}:/models tensorflow/serving "
-        f"--model_config_file=/models/models.config"
+        f"Serve every model under {out_dir} with TF Serving (REST on port "
+        "8501, gRPC on 8500; see docs/serving.md):"
     )
+    click.echo(f"  {serving.serve_command(out_dir)}")

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 
 import keras
@@ -48,6 +49,11 @@ WARMUP_TEXTS = ("translate English to Spanish: Hello.", "", "The for loop")
 # Beside the versions while an export runs: `.tmp-VERSION-PID` (being
 # written) and, during --overwrite, `.old-VERSION-PID` (the version replaced).
 _SCRATCH = re.compile(r"\.(tmp|old)-(\d+)-(\d+)")
+# Where `serve_command` mounts OUT inside the TF Serving container; the
+# base paths of `OUT/models.config` start with it.
+CONTAINER_MODELS = "/models"
+# A relative OUT made of these characters is shown as "$PWD/OUT".
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./-]+")
 
 
 def _versions(model_dir):
@@ -210,9 +216,47 @@ def _write_warmup(directory, name, texts):
             writer.write(log.SerializeToString())
 
 
+def serving_image(tf_version=None):
+    """The TF Serving Docker image of the TensorFlow release that exports
+    (`tensorflow/serving:2.21.0` for TensorFlow 2.21.0): TF Serving
+    builds its own TensorFlow and TensorFlow Text ops, so the graph's ops
+    match those of the same release."""
+    return f"tensorflow/serving:{tf_version or tf.__version__}"
+
+
+def serve_command(out_dir, image=None):
+    """The `docker run` command that serves every model under `out_dir`.
+
+    OUT is mounted at `/models` (the paths of `OUT/models.config`); REST on
+    port 8501, gRPC on 8500. A relative OUT is written `"$PWD/OUT"` (Docker
+    needs an absolute host path), so the command runs from the folder the
+    export ran in; any other OUT as its absolute path, shell-quoted.
+
+    Args:
+        out_dir: the export's `--out`.
+        image: the Docker image. Defaults to `serving_image()`.
+
+    Returns:
+        The command, one line.
+    """
+    mount = f":{CONTAINER_MODELS}"
+    if os.path.isabs(out_dir) or not _PLAIN_PATH.fullmatch(out_dir):
+        volume = shlex.quote(os.path.abspath(out_dir) + mount)
+    else:
+        relative = os.path.normpath(out_dir)
+        host = "$PWD" if relative == "." else f"$PWD/{relative}"
+        volume = f'"{host}{mount}"'
+    return (
+        f"docker run --rm -p 8500:8500 -p 8501:8501 -v {volume} "
+        f"{image or serving_image()} "
+        f"--model_config_file={CONTAINER_MODELS}/models.config"
+    )
+
+
 def write_models_config(out_dir):
     """`OUT/models.config`: every model folder under OUT, for TF Serving's
-    `--model_config_file` (text-format `ModelServerConfig`)."""
+    `--model_config_file` (text-format `ModelServerConfig`). Base paths are
+    the container's (`/models/NAME`), where `serve_command` mounts OUT."""
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
@@ -221,7 +265,7 @@ def write_models_config(out_dir):
         if _versions(os.path.join(out_dir, name)):
             entry = config.model_config_list.config.add()
             entry.name = name
-            entry.base_path = os.path.abspath(os.path.join(out_dir, name))
+            entry.base_path = f"{CONTAINER_MODELS}/{name}"
             entry.model_platform = "tensorflow"
     path = os.path.join(out_dir, "models.config")
     with open(path + ".tmp", "w") as f:
@@ -319,6 +363,8 @@ def export(
             "task_prefix": input_format.task_prefix,
             "signatures": sorted(endpoints),
             "xla": False,
+            "tensorflow_version": tf.__version__,
+            "serving_image": serving_image(),
         }
         with open(
             os.path.join(scratch, "assets.extra", METADATA_FILE), "w"

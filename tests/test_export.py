@@ -12,6 +12,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 import keras_llm
+from keras_llm import serving
 from keras_llm.cli.main import cli
 from keras_llm.data import tokenizer as tokenizer_lib
 from keras_llm.generation import GenerationConfig
@@ -60,6 +61,8 @@ def t5_export(tmp_path_factory, tiny_run_dir):
         ],
     )
     assert result.exit_code == 0, result.output
+    # The last line is the one command that serves OUT.
+    assert result.stdout.splitlines()[-1] == "  " + serving.serve_command(out)
     return run_dir, out, os.path.join(out, "t5", "1")
 
 
@@ -83,12 +86,41 @@ def test_layout_metadata_and_models_config(t5_export):
         metadata = json.load(f)
     assert metadata["generation"]["max_new_tokens"] == NEW_TOKENS
     assert metadata["xla"] is False
+    assert metadata["tensorflow_version"] == tf.__version__
+    assert metadata["serving_image"] == f"tensorflow/serving:{tf.__version__}"
     config = model_server_config_pb2.ModelServerConfig()
     with open(os.path.join(out, "models.config")) as f:
         text_format.Parse(f.read(), config)
     (entry,) = config.model_config_list.config
     assert entry.name == "t5" and entry.model_platform == "tensorflow"
-    assert entry.base_path == os.path.abspath(os.path.join(out, "t5"))
+    # The path inside the container of `serve_command`, which mounts OUT
+    # at /models.
+    assert entry.base_path == "/models/t5"
+
+
+def test_serve_command_mounts_out_at_models():
+    import shlex
+
+    image = f"tensorflow/serving:{tf.__version__}"
+    for out, volume in [
+        ("models", '"$PWD/models:/models"'),
+        ("./models/", '"$PWD/models:/models"'),
+        (".", '"$PWD:/models"'),
+        ("../up", '"$PWD/../up:/models"'),
+        ("/srv/models", "/srv/models:/models"),
+        ("/srv/it's here", "'/srv/it'\"'\"'s here:/models'"),
+        ("my models", shlex.quote(os.path.abspath("my models") + ":/models")),
+    ]:
+        command = serving.serve_command(out)
+        assert command == (
+            f"docker run --rm -p 8500:8500 -p 8501:8501 -v {volume} {image} "
+            "--model_config_file=/models/models.config"
+        ), out
+        # The shell reads the host path back whole.
+        (mount,) = [w for w in shlex.split(command) if w.endswith(":/models")]
+        host = mount.removesuffix(":/models")
+        if not host.startswith("$PWD"):
+            assert host == os.path.abspath(out)
 
 
 def test_c_api_serving_equals_kllm_generate(t5_export):
