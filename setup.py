@@ -52,6 +52,8 @@ setuptools.setup(
         "torch": [TORCH],
         # The peer in benchmarks/ and in the layer parity tests.
         "keras-hub": [KERAS_HUB],
+        # Draws docs/figures/ (docs/make_figures.py).
+        "docs": ["matplotlib>=3.8"],
         "test": [
             "pytest>=8",
             TORCH,
