@@ -58,9 +58,16 @@ def _blocks(text):
     return blocks
 
 
-def _run(blocks, workdir):
-    """Runs the blocks in one namespace; yields `(index, stdout, seconds)`."""
-    os.environ[WORKDIR_ENV] = str(workdir)
+def _run(blocks):
+    """Runs the blocks in one namespace; yields `(index, stdout, seconds)`.
+    numpy's print options are restored afterwards."""
+    import numpy as np
+
+    with np.printoptions(**np.get_printoptions()):
+        yield from _run_blocks(blocks)
+
+
+def _run_blocks(blocks):
     namespace = {"__name__": "walkthrough"}
     for index, (code, _, _) in enumerate(blocks):
         out = io.StringIO()
@@ -124,11 +131,12 @@ def test_differences_reads_numbers_to_the_printed_precision():
 
 
 @pytest.mark.large
-def test_walkthrough_runs_as_shown(tmp_path):
+def test_walkthrough_runs_as_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv(WORKDIR_ENV, str(tmp_path))
     blocks = _blocks(DOC.read_text())
     assert len(blocks) >= 10
     failures = []
-    for index, printed, _ in _run(blocks, tmp_path):
+    for index, printed, _ in _run(blocks):
         expected = blocks[index][1]
         if expected is None:
             if printed.strip():
@@ -179,7 +187,8 @@ def write():
     blocks = _blocks(text)
     replacements = []
     with tempfile.TemporaryDirectory() as workdir:
-        for index, printed, seconds in _run(blocks, workdir):
+        os.environ[WORKDIR_ENV] = workdir
+        for index, printed, seconds in _run(blocks):
             print(f"block {index + 1}: {seconds:.1f} s", file=sys.stderr)
             match = blocks[index][2]
             if match is None:
