@@ -389,7 +389,12 @@ def _run_killed(run_dir, tokenizer_dir, patch, steps):
         "t5_tiny",
         "--run-dir",
         str(run_dir),
-        *_sets(f"data.tokenizer={tokenizer_dir}", f"train.train_steps={steps}"),
+        # No XLA: a dozen processes, each would compile the same step.
+        *_sets(
+            f"data.tokenizer={tokenizer_dir}",
+            f"train.train_steps={steps}",
+            "runtime.jit_compile=false",
+        ),
     ]
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True
