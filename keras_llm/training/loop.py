@@ -68,7 +68,7 @@ def train(cfg, run_dir, *, progress=False):
     try:
         state = state_lib.build(cfg, run_dir, prepared)
     except BaseException:
-        prepare_lib._remove(prepared.tokenizer_scratch)
+        prepare_lib.remove_scratch(prepared.tokenizer_scratch)
         raise
     state_lib.commit(cfg, run_dir, prepared, state)
     _announce(cfg, prepared, state)
@@ -225,7 +225,6 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
             last_save = time.monotonic()
         log.end_step()
         if stop.received:
-            log.close()
             logger.warning(
                 "%s: stopped at step %d and saved %s. Resume with: kllm "
                 "train %s",

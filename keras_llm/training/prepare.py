@@ -83,7 +83,7 @@ def prepare(cfg, run_dir):
                 f"{cfg.model.vocabulary_size}."
             )
     except ValueError:
-        _remove(scratch)
+        remove_scratch(scratch)
         raise
     return Prepared(
         strategy,
@@ -138,7 +138,7 @@ def _tokenizer(cfg, run_dir, saved, train_text, plan):
         else:
             tokenizer = _train_tokenizer(cfg, train_text, plan, scratch)
     except BaseException:
-        _remove(scratch)
+        remove_scratch(scratch)
         raise
     return tokenizer, scratch
 
@@ -183,6 +183,6 @@ def _train_tokenizer(cfg, train_text, plan, directory):
     return tokenizer
 
 
-def _remove(path):
+def remove_scratch(path):
     if path:
         shutil.rmtree(path, ignore_errors=True)

@@ -16,6 +16,7 @@ from keras_llm import rundir
 from keras_llm import schedules
 from keras_llm.config import memory
 from keras_llm.data import pipeline
+from keras_llm.training import prepare
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ def commit(cfg, run_dir, prepared, state):
     os.makedirs(run_dir, exist_ok=True)
     _clear_leftovers(run_dir, state.manager.directory)
     if not prepared.is_chief:
-        _discard(prepared.tokenizer_scratch)
+        prepare.remove_scratch(prepared.tokenizer_scratch)
         return
     if prepared.tokenizer_scratch:
         target = os.path.join(run_dir, rundir.TOKENIZER_DIR)
@@ -294,11 +295,6 @@ def _write_atomically(path, text):
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
-
-
-def _discard(path):
-    if path:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _clear_leftovers(run_dir, checkpoint_dir):
