@@ -3,6 +3,7 @@
 
 import logging
 
+from keras_llm.convert import weights
 from keras_llm.convert.weights import assign_weights
 from keras_llm.convert.weights import find_prefix
 
@@ -11,8 +12,7 @@ logger = logging.getLogger(__name__)
 _POOLER = "pooler.dense.weight"
 
 
-def _transpose(w):
-    return w.T
+_transpose = weights.transposed()
 
 
 def bert_weight_pairs(backbone, prefix="", with_pooler=True):
@@ -24,14 +24,9 @@ def bert_weight_pairs(backbone, prefix="", with_pooler=True):
     d, h = backbone.hidden_dim, backbone.num_heads
     k = d // h
 
-    def to_heads(w):
-        return w.T.reshape(d, h, k)  # (D, H, K)
-
-    def from_heads(w):
-        return w.T.reshape(h, k, d)  # (H, K, D)
-
-    def head_bias(w):
-        return w.reshape(h, k)  # (H, K)
+    to_heads = weights.heads_in(d, h, k)  # (D, H, K)
+    from_heads = weights.heads_out(h, k, d)  # (H, K, D)
+    head_bias = weights.reshaped((h, k), (h * k,))  # (H, K)
 
     def norm(layer, name):
         return [

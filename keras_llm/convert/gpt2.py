@@ -1,20 +1,8 @@
 """Hugging Face `GPT2LMHeadModel` / `GPT2Model` weights → `GPT2Backbone`."""
 
+from keras_llm.convert import weights
 from keras_llm.convert.weights import assign_weights
 from keras_llm.convert.weights import find_prefix
-
-
-def _columns(start, width, expected_shape, out_shape):
-    """Transform: checks the source shape, keeps `[..., start:start + width]`
-    and reshapes to `out_shape` (a wrong source shape is a ValueError, which
-    `assign_weights` reports)."""
-
-    def transform(w):
-        if w.shape != expected_shape:
-            raise ValueError(w.shape)
-        return w[..., start : start + width].reshape(out_shape)
-
-    return transform
 
 
 def gpt2_weight_pairs(backbone, prefix=""):
@@ -46,12 +34,12 @@ def gpt2_weight_pairs(backbone, prefix=""):
                 (
                     dense.kernel,
                     f"{p}attn.c_attn.weight",
-                    _columns(j * d, d, (d, 3 * d), (d, h, k)),
+                    weights.columns(j * d, d, (d, 3 * d), (d, h, k)),
                 ),  # (D, H, K)
                 (
                     dense.bias,
                     f"{p}attn.c_attn.bias",
-                    _columns(j * d, d, (3 * d,), (h, k)),
+                    weights.columns(j * d, d, (3 * d,), (h, k)),
                 ),  # (H, K)
             ]
         feedforward = block.feedforward
@@ -59,7 +47,7 @@ def gpt2_weight_pairs(backbone, prefix=""):
             (
                 attention.output_dense.kernel,
                 f"{p}attn.c_proj.weight",
-                lambda w: w.reshape(h, k, d),
+                weights.reshaped((h, k, d), (h * k, d)),
             ),  # (H, K, D)
             (attention.output_dense.bias, f"{p}attn.c_proj.bias", None),
             (block.self_attention_norm.gamma, f"{p}ln_1.weight", None),

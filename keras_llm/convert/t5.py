@@ -1,16 +1,14 @@
 """Hugging Face `T5ForConditionalGeneration` weights → `T5Backbone`."""
 
+from keras_llm.convert import weights
 from keras_llm.convert.weights import assign_weights
 
 
 def _attention_pairs(attention, prefix, hidden_dim, num_heads, head_dim):
     # torch Linear stores (out, in); our EinsumDense kernels are (D, H, K) for
     # q/k/v and (H, K, D) for the output.
-    def to_heads(w):
-        return w.T.reshape(hidden_dim, num_heads, head_dim)  # (D, H, K)
-
-    def from_heads(w):
-        return w.T.reshape(num_heads, head_dim, hidden_dim)  # (H, K, D)
+    to_heads = weights.heads_in(hidden_dim, num_heads, head_dim)
+    from_heads = weights.heads_out(num_heads, head_dim, hidden_dim)
 
     return [
         (attention.query_dense.kernel, f"{prefix}.q.weight", to_heads),
@@ -21,8 +19,7 @@ def _attention_pairs(attention, prefix, hidden_dim, num_heads, head_dim):
 
 
 def _feedforward_pairs(feedforward, prefix, gated):
-    def transpose(w):
-        return w.T
+    transpose = weights.transposed()
 
     if gated:
         pairs = [
@@ -56,7 +53,7 @@ def t5_weight_pairs(backbone):
             (
                 backbone.token_embedding.reverse_embeddings,
                 "lm_head.weight",
-                lambda w: w.T,
+                weights.transposed(),
             )
         )
     for side in ("encoder", "decoder"):

@@ -1,6 +1,85 @@
-"""Shape-checked assignment of named arrays to Keras variables."""
+"""Shape-checked assignment of named arrays to Keras variables, and back.
+
+A converter lists `(variable, name, layout)` pairs: the checkpoint array
+`name`, passed through `layout` (or taken as is when it is `None`), is the
+variable's value. A `Layout` also knows the way back, so the same pairs
+write a checkpoint (`read_weights`) as they read one (`assign_weights`).
+"""
+
+from collections.abc import Callable
 
 import numpy as np
+
+
+class Layout:
+    """A checkpoint array → a variable's value, and back.
+
+    Calling it maps a checkpoint array to the variable's layout;
+    `inverse` maps a variable's value back. A layout with `columns` set
+    takes only the columns `[start, start + width)` of the last axis of a
+    `source_shape` array (one of several variables packed into one
+    checkpoint array, as GPT-2's fused query/key/value).
+    """
+
+    def __init__(
+        self,
+        forward: Callable,
+        inverse: Callable,
+        *,
+        columns: tuple[int, int] | None = None,
+        source_shape: tuple[int, ...] | None = None,
+    ):
+        self.forward, self.inverse = forward, inverse
+        self.columns, self.source_shape = columns, source_shape
+
+    def __call__(self, w):
+        if self.source_shape is not None and w.shape != self.source_shape:
+            raise ValueError(w.shape)  # reported as a shape mismatch
+        return self.forward(w)
+
+
+def transposed() -> Layout:
+    """A torch `Linear` weight `(out, in)` ↔ a Keras kernel `(in, out)`."""
+    return Layout(np.transpose, np.transpose)
+
+
+def reshaped(shape: tuple[int, ...], source_shape: tuple[int, ...]) -> Layout:
+    """A checkpoint array of `source_shape` ↔ a variable of `shape`."""
+    return Layout(lambda w: w.reshape(shape), lambda v: v.reshape(source_shape))
+
+
+def heads_in(hidden_dim: int, num_heads: int, head_dim: int) -> Layout:
+    """A torch query/key/value `Linear` weight `(H*K, D)` ↔ our kernel
+    `(D, H, K)`."""
+    return Layout(
+        lambda w: w.T.reshape(hidden_dim, num_heads, head_dim),
+        lambda v: v.reshape(hidden_dim, num_heads * head_dim).T,
+    )
+
+
+def heads_out(num_heads: int, head_dim: int, hidden_dim: int) -> Layout:
+    """A torch attention-output `Linear` weight `(D, H*K)` ↔ our kernel
+    `(H, K, D)`."""
+    return Layout(
+        lambda w: w.T.reshape(num_heads, head_dim, hidden_dim),
+        lambda v: v.reshape(num_heads * head_dim, hidden_dim).T,
+    )
+
+
+def columns(
+    start: int,
+    width: int,
+    source_shape: tuple[int, ...],
+    shape: tuple[int, ...],
+) -> Layout:
+    """Columns `[start, start + width)` of the last axis of a
+    `source_shape` checkpoint array ↔ a variable of `shape`."""
+    return Layout(
+        lambda w: w[..., start : start + width].reshape(shape),
+        lambda v: v.reshape(source_shape[:-1] + (width,)),
+        columns=(start, width),
+        source_shape=tuple(source_shape),
+    )
 
 
 def assign_weights(pairs, source):
@@ -71,3 +150,43 @@ def find_prefix(state_dict, probe, prefixes):
         if prefix + probe in state_dict:
             return prefix
     return ""
+
+
+def read_weights(pairs) -> dict[str, np.ndarray]:
+    """The checkpoint arrays that `pairs` describe, from the variables'
+    values: the inverse of `assign_weights`.
+
+    Variables packed into one checkpoint array (`columns` layouts) are put
+    back side by side; a name listed twice otherwise (a tied weight) is
+    written once.
+
+    Raises:
+        TypeError: a pair's transform is a plain function, not a `Layout`
+            (its inverse is unknown).
+        ValueError: packed columns leave part of an array unfilled.
+    """
+    arrays, filled = {}, {}
+    for variable, name, layout in pairs:
+        value = np.asarray(variable.numpy())
+        if layout is None:
+            arrays.setdefault(name, value)
+        elif not isinstance(layout, Layout):
+            raise TypeError(
+                f"{name}: its transform has no inverse (use a Layout)."
+            )
+        elif layout.columns is None:
+            arrays.setdefault(name, layout.inverse(value))
+        else:
+            start, width = layout.columns
+            array = arrays.setdefault(
+                name, np.zeros(layout.source_shape, value.dtype)
+            )
+            array[..., start : start + width] = layout.inverse(value)
+            filled[name] = filled.get(name, 0) + width
+    for name, width in filled.items():
+        if width != arrays[name].shape[-1]:
+            raise ValueError(
+                f"{name}: {width} of its {arrays[name].shape[-1]} columns "
+                "are described."
+            )
+    return arrays
