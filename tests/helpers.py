@@ -238,7 +238,7 @@ def _check_seq2seq_cache(model, inputs, full):
         steps.append(_numpy(logits))
     mask = inputs["decoder_padding_mask"].astype(bool)
     np.testing.assert_allclose(
-        np.concatenate(steps, 1)[mask], full[mask], atol=1e-5
+        np.concatenate(steps, 1)[mask], full[mask], atol=1e-5, rtol=1e-5
     )
 
 
@@ -254,7 +254,7 @@ def _check_causal_cache(model, inputs, full):
     # Real positions only: the full pass hides pads, the cache does not.
     mask = inputs["padding_mask"].astype(bool)
     np.testing.assert_allclose(
-        np.concatenate(steps, 1)[mask], full[mask], atol=1e-5
+        np.concatenate(steps, 1)[mask], full[mask], atol=1e-5, rtol=1e-5
     )
 
 

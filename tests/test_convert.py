@@ -62,6 +62,8 @@ def _t5(directory, gated):
         relative_attention_max_distance=20, dropout_rate=0.0,
         feed_forward_proj="gated-gelu" if gated else "relu",
         tie_word_embeddings=not gated, decoder_start_token_id=0,
+        # v1.1 with a deeper decoder, as the t5-efficient checkpoints.
+        num_decoder_layers=3 if gated else None,
     )  # fmt: skip
     model = transformers.T5ForConditionalGeneration(config).eval()
     with torch.no_grad():
@@ -283,6 +285,7 @@ def test_converted_config_is_ready_to_train(converted, name):
         assert cfg.model.use_gated_activation == v1_1
         assert cfg.model.tie_embedding_weights == (not v1_1)
         assert cfg.model.activation == ("gelu_tanh" if v1_1 else "relu")
+        assert cfg.model.num_decoder_layers == (3 if v1_1 else None)
         assert cfg.data.num_sentinels == 100
 
 
@@ -384,7 +387,6 @@ def test_unsupported_model_type_names_the_supported_ones(
     [
         ("bert_mlm", {"hidden_act": "relu"}, "hidden_act='relu'"),
         ("t5_v1_0", {"feed_forward_proj": "gated-foo"}, "'gated-foo'"),
-        ("t5_v1_0", {"num_decoder_layers": 3}, "num_decoder_layers=3"),
         ("t5_v1_0", {"architectures": ["T5EncoderModel"]}, "no decoder"),
     ],
 )

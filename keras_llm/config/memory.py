@@ -37,6 +37,7 @@ def activation_bytes(model, data):
     )
     h = model.num_heads
     layers = model.num_layers
+    decoder_layers = getattr(model, "num_decoder_layers", None) or layers
     if model.kind == kinds.SEQ2SEQ:
         source, target = data.sequence_length, data.target_sequence_length
     else:
@@ -51,7 +52,8 @@ def activation_bytes(model, data):
 
     encoder = block(source, source)
     decoder = block(target, target, cross=source)
-    kept = layers * (encoder + decoder) + 2 * d * (source + target)
+    kept = layers * encoder + decoder_layers * decoder
+    kept += 2 * d * (source + target)
     # 4 bytes whatever the policy: under mixed precision the norms,
     # softmaxes, dropout masks and residual sums stay float32 (measured:
     # T5-small used as much memory in mixed_bfloat16 as in float32).

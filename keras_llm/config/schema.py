@@ -71,7 +71,10 @@ def _model_sizes(cfg: Any) -> Iterator[Problem]:
     yield from _at_most(
         cfg,
         MAX_COUNT,
-        *present("num_layers", "num_heads", "num_segments", "num_buckets"),
+        *present(
+            "num_layers", "num_heads", "num_segments", "num_buckets",
+            "num_decoder_layers",
+        ),  # fmt: skip
     )
     yield from _at_most(
         cfg, MAX_LENGTH, *present("max_sequence_length", "max_distance")
@@ -93,7 +96,9 @@ class T5Config(_Section):
     # tokenizer's (a trained tokenizer gets this many, or fewer if the text
     # is too small).
     vocabulary_size: int
-    num_layers: int = 6  # encoder blocks; the decoder has as many
+    # Encoder blocks; the decoder has as many unless num_decoder_layers is
+    # set.
+    num_layers: int = 6
     num_heads: int = 8  # attention heads per layer
     hidden_dim: int = 512  # width of every layer (d_model)
     intermediate_dim: int = 2048  # feed-forward width (d_ff)
@@ -113,12 +118,15 @@ class T5Config(_Section):
     # split, half each way).
     num_buckets: int = 32
     max_distance: int = 128  # offsets beyond this share the last bucket
+    # Decoder blocks, where the decoder is shallower or deeper than the
+    # encoder (the t5-efficient checkpoints); null: num_layers.
+    num_decoder_layers: int | None = None
 
     def _check(self) -> Iterator[Problem]:
         yield from _positive(
             self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
             "intermediate_dim", "key_value_dim", "layer_norm_epsilon",
-            "num_buckets", "max_distance",
+            "num_buckets", "max_distance", "num_decoder_layers",
         )  # fmt: skip
         yield from _model_sizes(self)
         yield from _fraction(self, "dropout")

@@ -45,12 +45,10 @@ def _t5_model_config(c):
             f"'ACT' or 'gated-ACT', ACT one of {', '.join(_ACTIVATIONS)})."
         )
     num_layers = c.get("num_layers", 6)
-    if c.get("num_decoder_layers") not in (None, num_layers):
-        raise ValueError(
-            "keras_llm's T5 has as many decoder as encoder layers. Received: "
-            f"num_layers={num_layers}, "
-            f"num_decoder_layers={c['num_decoder_layers']}"
-        )
+    # HF writes num_decoder_layers = num_layers when they are equal.
+    num_decoder_layers = c.get("num_decoder_layers")
+    if num_decoder_layers == num_layers:
+        num_decoder_layers = None
     return config_lib.T5Config(
         vocabulary_size=c.get("vocab_size", 32128),
         num_layers=num_layers,
@@ -67,6 +65,7 @@ def _t5_model_config(c):
         tie_embedding_weights=c.get("tie_word_embeddings", True),
         num_buckets=c.get("relative_attention_num_buckets", 32),
         max_distance=c.get("relative_attention_max_distance", 128),
+        num_decoder_layers=num_decoder_layers,
     )
 
 

@@ -23,7 +23,8 @@ class T5Backbone(Seq2SeqBackbone):
 
     Args:
         vocabulary_size: int. `V`.
-        num_layers: int. Encoder layers, and as many decoder layers.
+        num_layers: int. Encoder layers (and decoder layers, unless
+            `num_decoder_layers` says otherwise).
         num_heads: int. Attention heads `H`.
         hidden_dim: int. `D`.
         intermediate_dim: int. Feed-forward width `F`.
@@ -36,6 +37,9 @@ class T5Backbone(Seq2SeqBackbone):
             (v1.0). Defaults to `True`.
         num_buckets: int. Relative-position buckets. Defaults to `32`.
         max_distance: int. Relative-position max distance. Defaults to `128`.
+        num_decoder_layers: int. Decoder layers, for a decoder shallower or
+            deeper than the encoder (as the t5-efficient checkpoints).
+            Defaults to `None`: `num_layers`.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
 
     Inputs: dict of `encoder_token_ids`, `encoder_padding_mask` `(B, S)`,
@@ -69,6 +73,7 @@ class T5Backbone(Seq2SeqBackbone):
         tie_embedding_weights=True,
         num_buckets=32,
         max_distance=128,
+        num_decoder_layers=None,
         dtype=None,
         **kwargs,
     ):
@@ -134,7 +139,7 @@ class T5Backbone(Seq2SeqBackbone):
         )
         self.decoder_blocks = [
             DecoderBlock(name=f"decoder_block_{i}", **block_kwargs)
-            for i in range(num_layers)
+            for i in range(num_decoder_layers or num_layers)
         ]
         self.decoder_final_norm = RMSNormalization(
             layer_norm_epsilon, dtype=dtype, name="decoder_final_norm"
@@ -158,6 +163,7 @@ class T5Backbone(Seq2SeqBackbone):
         self.tie_embedding_weights = tie_embedding_weights
         self.num_buckets = num_buckets
         self.max_distance = max_distance
+        self.num_decoder_layers = num_decoder_layers
 
     @property
     def head_dim(self):

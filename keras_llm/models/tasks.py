@@ -177,7 +177,8 @@ class Seq2SeqLM(Task):
     """Encoder-decoder language model: encoder inputs → decoder logits.
 
     The backbone provides `_encode(token_ids, padding_mask, training)`,
-    `decoder_blocks`, `num_layers`, `num_heads` and `head_dim`; a subclass
+    `decoder_blocks` (the cache has one slot per block), `num_heads` and
+    `head_dim`; a subclass
     adds `logits(hidden)` and `call_with_cache(decoder_token_ids,
     self_attention_cache, cache_index, cross_attention_cache,
     encoder_padding_mask) -> (logits, hidden, self_attention_cache)`.
@@ -197,14 +198,17 @@ class Seq2SeqLM(Task):
 
         Returns:
             `(encoder_output, self_attention_cache, cross_attention_cache)`:
-            `(B, S, D)`, zeros `(B, num_layers, 2, max_length, H, K)` and the
-            precomputed cross-attention keys/values
-            `(B, num_layers, 2, S, H, K)`.
+            `(B, S, D)`, zeros `(B, L, 2, max_length, H, K)` and the
+            precomputed cross-attention keys/values `(B, L, 2, S, H, K)`,
+            `L` the number of decoder blocks.
         """
         backbone = self.backbone
         encoder_output = self.encode(encoder_token_ids, encoder_padding_mask)
         self_attention_cache = _zeros_cache(
-            backbone, ops.shape(encoder_token_ids)[0], max_length
+            backbone,
+            ops.shape(encoder_token_ids)[0],
+            max_length,
+            len(backbone.decoder_blocks),
         )
         cross_attention_cache = ops.stack(
             [
@@ -212,7 +216,7 @@ class Seq2SeqLM(Task):
                 for block in backbone.decoder_blocks
             ],
             axis=1,
-        )  # (B, num_layers, 2, S, H, K)
+        )  # (B, L, 2, S, H, K)
         return encoder_output, self_attention_cache, cross_attention_cache
 
 
@@ -232,7 +236,12 @@ class CausalLM(Task):
         """Zeros `(B, num_layers, 2, max_length, H, K)`, `B` taken from
         `token_ids` `(B, T)`; `max_length` must not exceed
         `max_positions`."""
-        return _zeros_cache(self.backbone, ops.shape(token_ids)[0], max_length)
+        return _zeros_cache(
+            self.backbone,
+            ops.shape(token_ids)[0],
+            max_length,
+            self.backbone.num_layers,
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -266,10 +275,10 @@ class MaskedLM(Task):
         )
 
 
-def _zeros_cache(backbone, batch_size, max_length):
+def _zeros_cache(backbone, batch_size, max_length, num_layers):
     shape = (
         batch_size,
-        backbone.num_layers,
+        num_layers,
         2,
         max_length,
         backbone.num_heads,
