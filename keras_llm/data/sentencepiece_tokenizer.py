@@ -38,6 +38,8 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
             file.
         num_sentinels: int. Number of `<extra_id_i>` sentinels. Defaults
             to `0`.
+        clean_up_tokenization_spaces: bool. Hugging Face's setting (see
+            `Tokenizer`). Defaults to `False`, as transformers 5's.
 
     Example:
     ```python
@@ -49,7 +51,9 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
 
     kind = "sentencepiece"
 
-    def __init__(self, model, num_sentinels=0):
+    def __init__(
+        self, model, num_sentinels=0, clean_up_tokenization_spaces=False
+    ):
         import sentencepiece
 
         if isinstance(model, (str, os.PathLike)):
@@ -79,9 +83,11 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
         self.sentencepiece = tf_text.SentencepieceTokenizer(
             model, out_type=tf.int32
         )
+        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         specials = {processor.id_to_piece(i): i for i in ids.values() if i >= 0}
         for i in range(num_sentinels):
             specials[f"<extra_id_{i}>"] = self.sentinel_id(i)
+        self.special_ids = tuple(sorted(specials.values()))
         self.special_tokens = tokenizer_base.SpecialTokens(specials)
 
     def sentinel_id(self, i):
@@ -93,7 +99,10 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
         return self.num_pieces + self.num_sentinels - 1 - i
 
     def get_config(self):
-        return {"num_sentinels": self.num_sentinels}
+        config = {"num_sentinels": self.num_sentinels}
+        if self.clean_up_tokenization_spaces:
+            config["clean_up_tokenization_spaces"] = True
+        return config
 
     def _save_files(self, directory):
         with open(os.path.join(directory, MODEL_FILE), "wb") as file:

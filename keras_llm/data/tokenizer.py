@@ -48,17 +48,24 @@ KINDS = {
     "sentencepiece": (
         SentencePieceTokenizer,
         (sentencepiece_tokenizer.MODEL_FILE,),
-        ("num_sentinels",),
+        ("num_sentinels", "clean_up_tokenization_spaces"),
     ),
     "wordpiece": (
         WordPieceTokenizer,
         (wordpiece_tokenizer.VOCAB_FILE,),
-        ("lowercase",),
+        ("lowercase", "strip_accents", "clean_up_tokenization_spaces"),
     ),
     "bpe": (
         BytePairTokenizer,
         (bpe_tokenizer.VOCAB_FILE, bpe_tokenizer.MERGES_FILE),
-        ("eos_token",),
+        (
+            "eos_token",
+            "bos_token",
+            "pad_token",
+            "special_tokens",
+            "split_pattern",
+            "ignore_merges",
+        ),
     ),
 }
 TRAINERS = {"sentencepiece": train_sentencepiece, "wordpiece": train_wordpiece}

@@ -40,6 +40,13 @@ class Tokenizer(tf.Module):
         eos_id: int or `None`. End of sequence.
         bos_id: int or `None`. Beginning of sequence.
         unk_id: int or `None`. Unknown piece.
+        special_ids: tuple of int. The ids Hugging Face calls special
+            (pad, eos, bos, unk, sentinels, [CLS], ...), which
+            `detokenize(..., skip_special_tokens=True)` drops.
+        clean_up_tokenization_spaces: bool. Hugging Face's setting of the
+            same name (from `tokenizer_config.json`): `detokenize(...,
+            skip_special_tokens=True)` then removes the space before
+            `.`, `,`, `?`, `!` and English contractions.
         requested_vocabulary_size: int or `None`. The size asked of the
             trainer (`train_sentencepiece`, `train_wordpiece`); a text too
             small for it gives fewer ids (`vocabulary_size`). `None` for a
@@ -47,6 +54,8 @@ class Tokenizer(tf.Module):
     """
 
     kind = None
+    special_ids = ()
+    clean_up_tokenization_spaces = False
 
     def __init__(
         self, vocabulary_size, pad_id, eos_id=None, bos_id=None, unk_id=None
@@ -85,7 +94,7 @@ class Tokenizer(tf.Module):
         return ids[0] if texts.shape.rank == 0 else ids
 
     @tf.autograph.experimental.do_not_convert
-    def detokenize(self, ids):
+    def detokenize(self, ids, skip_special_tokens=False):
         """Joins ids back into strings.
 
         `pad_id` is dropped wherever it occurs (and nothing else stops the
@@ -94,6 +103,13 @@ class Tokenizer(tf.Module):
 
         Args:
             ids: int tensor `(B, T)`, ragged `(B, None)`, or `(T,)`.
+            skip_special_tokens: bool. Decode as Hugging Face's
+                `batch_decode(ids, skip_special_tokens=True)` does: every id
+                in `special_ids` dropped (sentinels, eos, unk, [CLS], ...)
+                and the same spacing (WordPiece's decoder cleanup, and
+                `clean_up_tokenization_spaces` where the tokenizer sets it).
+                `False` (the default) keeps sentinels and the other
+                specials the tokenizer renders as text.
 
         Returns:
             `tf.string` `(B,)`; a scalar for 1-D `ids`.
@@ -115,7 +131,18 @@ class Tokenizer(tf.Module):
         ids = tf.cast(ids, tf.int32)
         keep = (ids != self.pad_id) & (ids >= 0)
         keep &= ids < self.vocabulary_size
-        texts = self._detokenize(tf.ragged.boolean_mask(ids, keep))
+        if skip_special_tokens and self.special_ids:
+            specials = tf.constant(self.special_ids, tf.int32)
+            flat = ids.flat_values
+            special = tf.reduce_any(flat[:, tf.newaxis] == specials, axis=1)
+            keep &= ids.with_flat_values(~special)
+        ids = tf.ragged.boolean_mask(ids, keep)
+        if skip_special_tokens:
+            texts = self._decode(ids)
+            if self.clean_up_tokenization_spaces:
+                texts = clean_up_tokenization(texts)
+        else:
+            texts = self._detokenize(ids)
         return texts[0] if rank == 1 else texts
 
     def sentinel_id(self, i):
@@ -157,6 +184,9 @@ class Tokenizer(tf.Module):
     def _detokenize(self, ids):  # ragged (B, None) int32, pads gone → (B,)
         raise NotImplementedError
 
+    def _decode(self, ids):  # as `_detokenize`, spaced as Hugging Face's
+        return self._detokenize(ids)
+
     def _save_files(self, directory):
         raise NotImplementedError
 
@@ -165,6 +195,25 @@ class Tokenizer(tf.Module):
             f"<{type(self).__name__} vocabulary_size={self.vocabulary_size} "
             f"pad_id={self.pad_id} eos_id={self.eos_id}>"
         )
+
+
+# Hugging Face's `clean_up_tokenization`, in its order.
+_CLEANUP = (
+    (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
+    (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"),
+    (" 're", "'re"),
+)  # fmt: skip
+
+
+def clean_up_tokenization(texts):
+    """Hugging Face's `clean_up_tokenization` of `tf.string` texts.
+
+    One global literal replacement after another, as its chain of
+    `str.replace` calls (so "a  ." becomes "a ." as there).
+    """
+    for old, new in _CLEANUP:
+        texts = tf.strings.regex_replace(texts, re.escape(old), new)
+    return texts
 
 
 def read_file(path, mode="r"):

@@ -27,22 +27,28 @@ _CJK = (
 )
 # ASCII punctuation (BERT counts $+<=>^`|~ too) and Unicode \p{P}.
 _PUNCTUATION = r"[!-/:-@\[-`{-~\p{P}]"
+# Tokens Hugging Face's WordPiece decoder puts no space before.
+_GLUED = r"(?s)(?:[.?!,]|n't|'m|'s|'ve|'re).*"
 
 
-def split_words(texts, lowercase=True):
+def split_words(texts, lowercase=True, strip_accents=None):
     """BERT's basic tokenization in the graph: `(N,)` → ragged `(N, None)`.
 
     Mirrors Hugging Face's `BertNormalizer` + `BertPreTokenizer`: remove
     control characters, map whitespace to spaces, isolate CJK ideographs;
-    if `lowercase`, strip accents (NFD, drop \\p{Mn}) and lowercase; split on
-    whitespace and punctuation, each punctuation character its own word.
+    if `strip_accents` (by default: if `lowercase`), strip accents (NFD,
+    drop \\p{Mn}); if `lowercase`, lowercase; split on whitespace and
+    punctuation, each punctuation character its own word.
     """
+    if strip_accents is None:
+        strip_accents = lowercase
     texts = tf.strings.regex_replace(texts, _CONTROL, "")
     texts = tf.strings.regex_replace(texts, f"[{_WHITESPACE}]", " ")
     texts = tf.strings.regex_replace(texts, _CJK, r" \0 ")
-    if lowercase:
+    if strip_accents:
         texts = tf_text.normalize_utf8(texts, "NFD")
         texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")
+    if lowercase:
         texts = tf.strings.lower(texts, encoding="utf-8")
     return tokenizer_base.regex_split(texts, f" +|{_PUNCTUATION}", _PUNCTUATION)
 
@@ -63,6 +69,11 @@ class WordPieceTokenizer(tokenizer_base.Tokenizer):
             [SEP] and [MASK].
         lowercase: bool. Lowercase and strip accents (uncased BERT).
             Defaults to `True`.
+        strip_accents: bool or `None`. Strip accents whatever `lowercase`
+            says (Hugging Face's `strip_accents`); `None` follows
+            `lowercase`.
+        clean_up_tokenization_spaces: bool. Hugging Face's setting (see
+            `Tokenizer`). Defaults to `False`.
 
     Attributes:
         cls_id, sep_id, mask_id: int. BERT's other specials (eos_id and
@@ -71,7 +82,13 @@ class WordPieceTokenizer(tokenizer_base.Tokenizer):
 
     kind = "wordpiece"
 
-    def __init__(self, vocabulary, lowercase=True):
+    def __init__(
+        self,
+        vocabulary,
+        lowercase=True,
+        strip_accents=None,
+        clean_up_tokenization_spaces=False,
+    ):
         if isinstance(vocabulary, (str, os.PathLike)):
             text = tokenizer_base.read_file(vocabulary)
             vocabulary = [line.rstrip() for line in text.split("\n")]
@@ -92,6 +109,11 @@ class WordPieceTokenizer(tokenizer_base.Tokenizer):
         self.sep_id = index["[SEP]"]
         self.mask_id = index["[MASK]"]
         self.lowercase = bool(lowercase)
+        self.strip_accents = (
+            None if strip_accents is None else bool(strip_accents)
+        )
+        self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
+        self.special_ids = tuple(sorted(index[t] for t in SPECIAL_TOKENS))
         self.tokens = tf.constant(vocabulary)  # id → token
         self.wordpiece = tf_text.FastWordpieceTokenizer(
             vocabulary,
@@ -108,7 +130,12 @@ class WordPieceTokenizer(tokenizer_base.Tokenizer):
         )
 
     def get_config(self):
-        return {"lowercase": self.lowercase}
+        config = {"lowercase": self.lowercase}
+        if self.strip_accents is not None:
+            config["strip_accents"] = self.strip_accents
+        if self.clean_up_tokenization_spaces:
+            config["clean_up_tokenization_spaces"] = True
+        return config
 
     def _save_files(self, directory):
         tokens = [token.decode("utf-8") for token in self.tokens.numpy()]
@@ -121,7 +148,7 @@ class WordPieceTokenizer(tokenizer_base.Tokenizer):
         return self.special_tokens.encode(texts, self._encode_text)
 
     def _encode_text(self, texts):
-        words = split_words(texts, self.lowercase)  # (N, W)
+        words = split_words(texts, self.lowercase, self.strip_accents)
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR")
         unknown = tf.where(too_long > MAX_WORD_CHARS, self.unk_id, -1)
         pieces = tokenizer_base.override_rows(
@@ -133,6 +160,24 @@ class WordPieceTokenizer(tokenizer_base.Tokenizer):
         tokens = tf.gather(self.tokens, ids)
         texts = tf.strings.reduce_join(tokens, axis=1, separator=" ")
         return tf.strings.regex_replace(texts, f" {_SUFFIX}", "")
+
+    def _decode(self, ids):
+        # Hugging Face's WordPiece decoder (cleanup on): a space before
+        # each token but the first, none before a `##` continuation (whose
+        # `##` goes) nor before a token that starts with . ? ! , n't 'm 's
+        # 've 're (its cleanup runs on " " + token, one token at a time).
+        tokens = tf.gather(self.tokens, ids)
+        flat = tokens.flat_values
+        rows = ids.value_rowids()
+        first = tf.concat([[-1], rows], 0)[:-1] != rows
+        suffix = tf.strings.regex_full_match(flat, f"(?s){_SUFFIX}.*")
+        glued = tf.strings.regex_full_match(flat, _GLUED)
+        flat = tf.where(
+            suffix & ~first,
+            tf.strings.substr(flat, len(_SUFFIX), -1),
+            tf.strings.join([tf.where(first | glued, "", " "), flat]),
+        )
+        return tf.strings.reduce_join(tokens.with_flat_values(flat), axis=1)
 
 
 def train_wordpiece(
