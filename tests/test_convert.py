@@ -377,9 +377,9 @@ def test_unsupported_model_type_names_the_supported_ones(
     hf_checkpoint, tmp_path
 ):
     src = _copy(hf_checkpoint("bert_mlm")[1], tmp_path)
-    _edit_json(src / "config.json", model_type="llama")
-    _fails(src, tmp_path / "runs" / "out", "unsupported model_type 'llama'",
-           "t5, gpt2, bert")  # fmt: skip
+    _edit_json(src / "config.json", model_type="mamba")
+    _fails(src, tmp_path / "runs" / "out", "unsupported model_type 'mamba'",
+           "t5, gpt2, bert, llama")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from keras_llm.config.schema import BertConfig
 from keras_llm.config.schema import DataConfig
 from keras_llm.config.schema import ExperimentConfig
 from keras_llm.config.schema import GPT2Config
+from keras_llm.config.schema import LlamaConfig
 from keras_llm.config.schema import ModelConfig
 from keras_llm.config.schema import RuntimeConfig
 from keras_llm.config.schema import T5Config
@@ -53,6 +54,7 @@ __all__ = [
     "DataConfig",
     "ExperimentConfig",
     "GPT2Config",
+    "LlamaConfig",
     "ModelConfig",
     "Problem",
     "RuntimeConfig",

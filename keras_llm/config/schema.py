@@ -244,6 +244,110 @@ class TransformerConfig(_Section):
         yield from _check_heads(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig(_Section):
+    """Llama decoder-only LM (Touvron et al., 2023; Llama 3: Grattafiori et
+    al., 2024); see `LlamaBackbone`.
+
+    Pre-norm blocks with RMS normalization, rotary positions, grouped-query
+    attention, a SwiGLU feed-forward and no biases. The defaults are Llama
+    3.2 1B's.
+    """
+
+    section: ClassVar[str] = "model"
+    kind: ClassVar[str] = kinds.CAUSAL
+    default_objective: ClassVar[str | None] = "causal_lm"
+    # Not a field: the feed-forward is always gated (SwiGLU); the memory
+    # estimate reads it.
+    use_gated_activation: ClassVar[bool] = True
+
+    # Ids the model embeds and predicts; at least the tokenizer's.
+    vocabulary_size: int
+    num_layers: int = 16  # decoder blocks (num_hidden_layers)
+    num_heads: int = 32  # query heads per layer (num_attention_heads)
+    # Key/value heads per layer; num_heads must be a multiple of it (fewer:
+    # grouped-query attention, and a KV cache that many times smaller).
+    num_key_value_heads: int = 8
+    hidden_dim: int = 2048  # width of every layer (hidden_size)
+    intermediate_dim: int = 8192  # SwiGLU feed-forward width
+    # Size of each attention head (head_dim), even; null: hidden_dim /
+    # num_heads, which must then divide evenly.
+    key_value_dim: int | None = None
+    # Dropout rate on the attention probabilities in training
+    # (attention_dropout); Llama uses none.
+    dropout: float = 0.0
+    # The longest input, and the most tokens a prompt and its generated text
+    # hold together (max_position_embeddings).
+    max_sequence_length: int = 131072
+    rope_theta: float = 500000.0  # base wavelength of the rotary positions
+    # Rotary frequency scaling (rope_scaling's rope_type): null, none;
+    # linear, every frequency divided by rope_scaling_factor; llama3, Llama
+    # 3.1's (long wavelengths divided, short ones kept, a smooth band
+    # between).
+    rope_scaling: str | None = "llama3"
+    rope_scaling_factor: float = 32.0  # linear and llama3 (factor)
+    rope_low_freq_factor: float = 1.0  # llama3 (low_freq_factor)
+    rope_high_freq_factor: float = 4.0  # llama3 (high_freq_factor)
+    # llama3: the context length of pre-training, before scaling
+    # (original_max_position_embeddings).
+    rope_original_max_sequence_length: int = 8192
+    layer_norm_epsilon: float = 1e-5  # epsilon of the RMS norms (rms_norm_eps)
+    # The output layer reuses the token embedding (tie_word_embeddings).
+    tie_embedding_weights: bool = True
+
+    def _check(self) -> Iterator[Problem]:
+        yield from _positive(
+            self, "vocabulary_size", "num_layers", "num_heads",
+            "num_key_value_heads", "hidden_dim", "intermediate_dim",
+            "key_value_dim", "max_sequence_length", "rope_theta",
+            "rope_scaling_factor", "rope_low_freq_factor",
+            "rope_high_freq_factor", "rope_original_max_sequence_length",
+            "layer_norm_epsilon",
+        )  # fmt: skip
+        yield from _model_sizes(self)
+        yield from _at_most(self, MAX_COUNT, "num_key_value_heads")
+        yield from _at_most(
+            self, MAX_LENGTH, "rope_original_max_sequence_length"
+        )
+        yield from _fraction(self, "dropout")
+        if self.rope_scaling is not None:
+            yield from _one_of(self, "rope_scaling", ("linear", "llama3"))
+        if self.key_value_dim is None:
+            yield from _check_heads(self)
+        head_dim = self.key_value_dim or (
+            self.hidden_dim // self.num_heads if self.num_heads > 0 else 0
+        )
+        if head_dim % 2:
+            key = "key_value_dim" if self.key_value_dim else "hidden_dim"
+            yield _problem(
+                f"model.{key}",
+                f"gives an odd head size {head_dim}: rotary positions turn "
+                "pairs of dimensions",
+                getattr(self, key),
+                "make the head size (key_value_dim, or hidden_dim / "
+                "num_heads) even",
+            )
+        kv_heads = self.num_key_value_heads
+        if kv_heads > 0 and self.num_heads > 0 and self.num_heads % kv_heads:
+            yield _problem(
+                "model.num_key_value_heads",
+                f"must divide model.num_heads ({self.num_heads}): each "
+                "key/value head serves a group of query heads",
+                kv_heads,
+                "use a divisor of num_heads",
+            )
+        if (
+            self.rope_scaling == "llama3"
+            and self.rope_high_freq_factor <= self.rope_low_freq_factor
+        ):
+            yield _problem(
+                "model.rope_high_freq_factor",
+                "must be above model.rope_low_freq_factor "
+                f"({self.rope_low_freq_factor}) for llama3 scaling",
+                self.rope_high_freq_factor,
+            )
+
+
 # Adding an architecture: write its dataclass (with its `kind` and
 # `default_objective`), add it here and to ModelConfig.
 MODEL_CONFIGS: dict[str, type] = {
@@ -251,9 +355,12 @@ MODEL_CONFIGS: dict[str, type] = {
     "gpt2": GPT2Config,
     "bert": BertConfig,
     "transformer": TransformerConfig,
+    "llama": LlamaConfig,
 }
 # The union of the MODEL_CONFIGS values.
-ModelConfig = T5Config | GPT2Config | BertConfig | TransformerConfig
+ModelConfig = (
+    T5Config | GPT2Config | BertConfig | TransformerConfig | LlamaConfig
+)
 
 
 def arch_of(model_config: Any) -> str:

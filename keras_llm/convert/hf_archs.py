@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from keras_llm import config as config_lib
+from keras_llm.convert import llama
 from keras_llm.convert.bert import load_bert_weights
 from keras_llm.convert.gpt2 import load_gpt2_weights
 from keras_llm.convert.t5 import load_t5_weights
@@ -255,6 +256,8 @@ ARCHS = {
                   _learned_positions_data),
     "bert": _Arch(_bert_model_config, _bert_tokenizer, _bert_weights,
                   _learned_positions_data),
+    "llama": _Arch(llama.llama_model_config, llama.llama_tokenizer,
+                   llama.llama_weights, llama.llama_data),
 }  # fmt: skip
 
 

@@ -10,6 +10,8 @@ from keras_llm.models.bert import BertBackbone
 from keras_llm.models.bert import BertMaskedLM
 from keras_llm.models.gpt2 import GPT2Backbone
 from keras_llm.models.gpt2 import GPT2CausalLM
+from keras_llm.models.llama import LlamaBackbone
+from keras_llm.models.llama import LlamaCausalLM
 from keras_llm.models.t5 import T5Backbone
 from keras_llm.models.t5 import T5Seq2SeqLM
 from keras_llm.models.tasks import CausalLM
@@ -25,6 +27,7 @@ ARCHITECTURES = {
     "gpt2": (GPT2Backbone, GPT2CausalLM),
     "bert": (BertBackbone, BertMaskedLM),
     "transformer": (TransformerBackbone, TransformerSeq2SeqLM),
+    "llama": (LlamaBackbone, LlamaCausalLM),
 }
 
 
@@ -116,6 +119,8 @@ __all__ = [
     "BertMaskedLM",
     "GPT2Backbone",
     "GPT2CausalLM",
+    "LlamaBackbone",
+    "LlamaCausalLM",
     "T5Backbone",
     "T5Seq2SeqLM",
     "TransformerBackbone",
