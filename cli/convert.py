@@ -44,3 +44,40 @@ def hf(src_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
         f"Wrote run directory {run_dir}; fine-tune it with "
         f"`kllm train {run_dir}/config.yaml`."
     )
+
+
+@convert.command(
+    "to-hf",
+    epilog=examples.examples(
+        "kllm convert to-hf runs/t5_small --out hf/t5_small",
+        "kllm convert to-hf runs/gpt2 --out hf/gpt2 --overwrite",
+        "python -c \"import transformers; "
+        "transformers.AutoModelForSeq2SeqLM.from_pretrained('hf/t5_small')\"",
+    ),
+)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="The Hugging Face checkpoint folder to create.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out if it exists (only once the new one is complete).",
+)
+@options.DEBUG
+def to_hf(run_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
+    """Write the model of RUN_DIR as a Hugging Face checkpoint folder
+    (config.json, model.safetensors, tokenizer.json and the legacy
+    tokenizer files) that `from_pretrained` opens."""
+    from keras_llm.convert import to_hf as to_hf_lib  # TensorFlow
+
+    with options.library_errors(debug):
+        out = to_hf_lib.export_hf(run_dir, out_dir, overwrite=overwrite)
+    click.echo(
+        f"Wrote Hugging Face checkpoint {out}; open it with "
+        "`from_pretrained`."
+    )

@@ -195,8 +195,9 @@ def _compare(name, reference, model):
     long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
     numpy = keras.ops.convert_to_numpy
     if name.startswith("t5"):
-        enc, enc_mask = _padded(rng, [9, 5, 1], 9, T5_VOCAB)
-        dec, dec_mask = _padded(rng, [6, 3, 6], 6, T5_VOCAB)
+        vocab = reference.config.vocab_size
+        enc, enc_mask = _padded(rng, [9, 5, 1], 9, vocab)
+        dec, dec_mask = _padded(rng, [6, 3, 6], 6, vocab)
         with torch.no_grad():
             expected = reference(
                 input_ids=long(enc),

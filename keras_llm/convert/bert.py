@@ -186,3 +186,46 @@ def load_bert_weights(model, state_dict, with_mlm_head=None):
     if with_mlm_head:
         pairs += bert_mlm_head_pairs(model)
     assign_weights(pairs, state_dict)
+
+
+# --- Out: keras_llm → Hugging Face -------------------------------------------
+
+HF_ARCHITECTURE = "BertForMaskedLM"
+
+
+def hf_config(model_config, tokenizer):
+    """The `config.json` entries of `BertForMaskedLM` for a `BertConfig`."""
+    c = model_config
+    return {
+        "vocab_size": c.vocabulary_size,
+        "hidden_size": c.hidden_dim,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "intermediate_size": c.intermediate_dim,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": c.dropout,
+        "attention_probs_dropout_prob": c.dropout,
+        "max_position_embeddings": c.max_sequence_length,
+        "type_vocab_size": c.num_segments,
+        "layer_norm_eps": c.layer_norm_epsilon,
+        "pad_token_id": tokenizer.pad_id,
+        "position_embedding_type": "absolute",
+        "tie_word_embeddings": True,
+    }
+
+
+def hf_weight_pairs(model):
+    """Every weight of a `BertMaskedLM` under `BertForMaskedLM`'s names.
+
+    `BertForMaskedLM` has no pooler, so ours (unused by the masked-LM
+    head) is not written: `kllm convert to-hf` says so.
+    """
+    return bert_weight_pairs(
+        model.backbone, "bert.", with_pooler=False
+    ) + bert_mlm_head_pairs(model)
+
+
+HF_NOTES = (
+    "BertForMaskedLM has no pooler: the pooler's weights (unused by the "
+    "masked-LM head) are not written.",
+)

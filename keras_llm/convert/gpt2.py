@@ -75,3 +75,37 @@ def load_gpt2_weights(backbone, state_dict):
     """
     prefix = find_prefix(state_dict, "wte.weight", ("transformer.",))
     assign_weights(gpt2_weight_pairs(backbone, prefix), state_dict)
+
+
+# --- Out: keras_llm → Hugging Face -------------------------------------------
+
+HF_ARCHITECTURE = "GPT2LMHeadModel"
+
+
+def hf_config(model_config, tokenizer):
+    """The `config.json` entries of `GPT2LMHeadModel` for a `GPT2Config`."""
+    c = model_config
+    return {
+        "vocab_size": c.vocabulary_size,
+        "n_positions": c.max_sequence_length,
+        "n_embd": c.hidden_dim,
+        "n_layer": c.num_layers,
+        "n_head": c.num_heads,
+        "n_inner": c.intermediate_dim,
+        "activation_function": "gelu_new",
+        "resid_pdrop": c.dropout,
+        "embd_pdrop": c.dropout,
+        "attn_pdrop": c.dropout,
+        "layer_norm_epsilon": c.layer_norm_epsilon,
+        "bos_token_id": tokenizer.bos_id
+        if tokenizer.bos_id is not None
+        else tokenizer.eos_id,
+        "eos_token_id": tokenizer.eos_id,
+        "tie_word_embeddings": True,
+    }
+
+
+def hf_weight_pairs(model):
+    """Every weight of a `GPT2CausalLM` under `GPT2LMHeadModel`'s names
+    (its `lm_head` is the tied token embedding)."""
+    return gpt2_weight_pairs(model.backbone, "transformer.")

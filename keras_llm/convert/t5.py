@@ -111,3 +111,51 @@ def load_t5_weights(backbone, state_dict):
     """Copies a Hugging Face T5 state dict (name → numpy array) into
     `backbone`, checking every name and shape first."""
     assign_weights(t5_weight_pairs(backbone), state_dict)
+
+
+# --- Out: keras_llm → Hugging Face -------------------------------------------
+
+HF_ARCHITECTURE = "T5ForConditionalGeneration"
+# Our activation names → Hugging Face's (`feed_forward_proj`).
+_HF_ACTIVATIONS = {
+    "relu": "relu", "gelu": "gelu", "gelu_tanh": "gelu_new", "silu": "silu",
+}  # fmt: skip
+
+
+def hf_config(model_config, tokenizer):
+    """The `config.json` entries of `T5ForConditionalGeneration` for a
+    `T5Config` (the inverse of `kllm convert hf`'s mapping)."""
+    c = model_config
+    activation = _HF_ACTIVATIONS[c.activation]
+    if c.use_gated_activation:
+        # HF reads "gated-gelu" as gelu_new (T5 v1.1's activation).
+        activation = "gated-" + (
+            "gelu" if activation == "gelu_new" else activation
+        )
+    head_dim = c.key_value_dim or c.hidden_dim // c.num_heads
+    return {
+        "vocab_size": c.vocabulary_size,
+        "d_model": c.hidden_dim,
+        "d_kv": head_dim,
+        "d_ff": c.intermediate_dim,
+        "num_layers": c.num_layers,
+        "num_decoder_layers": c.num_decoder_layers or c.num_layers,
+        "num_heads": c.num_heads,
+        "relative_attention_num_buckets": c.num_buckets,
+        "relative_attention_max_distance": c.max_distance,
+        "dropout_rate": c.dropout,
+        "layer_norm_epsilon": c.layer_norm_epsilon,
+        "feed_forward_proj": activation,
+        "tie_word_embeddings": c.tie_embedding_weights,
+        "is_encoder_decoder": True,
+        # Our decoders start from the pad id, as T5's.
+        "decoder_start_token_id": tokenizer.pad_id,
+        "pad_token_id": tokenizer.pad_id,
+        "eos_token_id": tokenizer.eos_id,
+    }
+
+
+def hf_weight_pairs(model):
+    """The pairs `kllm convert to-hf` writes: every weight of the task
+    model under `T5ForConditionalGeneration`'s names."""
+    return t5_weight_pairs(model.backbone)

@@ -1,0 +1,122 @@
+"""`kllm convert to-hf`: run dirs → Hugging Face folders that
+`from_pretrained` opens, with the same logits and token ids as ours.
+
+Two sources: Hugging Face checkpoints converted in (so a round trip
+HF → keras_llm → HF must give back the same tensors), and the tiny zoo
+models (random weights, tokenizers trained here).
+"""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import keras_llm
+from keras_llm.convert import checkpoint
+from tests.test_convert import NAMES
+from tests.test_convert import TEXTS
+from tests.test_convert import _compare
+from tests.test_convert import _kllm
+from tests.test_convert import converted  # noqa: F401 (fixture)
+from tests.test_convert import hf_checkpoint  # noqa: F401 (fixture)
+from tests.test_convert import spiece_model  # noqa: F401 (fixture)
+
+_AUTO = {
+    "t5": transformers.AutoModelForSeq2SeqLM,
+    "gpt2": transformers.AutoModelForCausalLM,
+    "bert": transformers.AutoModelForMaskedLM,
+}
+
+
+def _to_hf(run_dir, out):
+    result = _kllm("convert", "to-hf", run_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.output
+    return out
+
+
+def _from_pretrained(arch, directory):
+    """The Hugging Face model of `directory`, asserting that every weight
+    was found and used."""
+    model, info = _AUTO[arch].from_pretrained(
+        str(directory), output_loading_info=True
+    )
+    for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        assert not info[key], (key, info[key])
+    return model.eval()
+
+
+def _strip(name):
+    for prefix in ("transformer.", "bert."):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_gives_back_the_same_tensors(converted, tmp_path, name):  # noqa: F811
+    reference, src, run_dir = converted(name)
+    out = _to_hf(run_dir, tmp_path / "hf")
+    original = {
+        _strip(k): v for k, v in checkpoint.read_state_dict(src).items()
+    }
+    written = {_strip(k): v for k, v in checkpoint.read_state_dict(out).items()}
+    if name == "bert_base":  # BertModel in, BertForMaskedLM out
+        assert {k for k in original if not k.startswith("pooler.")} == {
+            k for k in written if not k.startswith("cls.")
+        }
+    for key, value in written.items():
+        if key in original:
+            np.testing.assert_array_equal(value, original[key], err_msg=key)
+    arch = name.split("_")[0]
+    model = _from_pretrained(arch, out)
+    compared = "bert_mlm" if arch == "bert" else name  # both masked LMs now
+    for ours, expected in _compare(compared, model, keras_llm.load(run_dir)):
+        np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("zoo_name", ["t5_tiny", "gpt2_tiny", "bert_tiny"])
+def test_zoo_models_open_in_hugging_face_with_the_same_outputs(
+    tiny_run_dir, tmp_path, zoo_name
+):
+    run_dir = tiny_run_dir(zoo_name)
+    out = _to_hf(run_dir, tmp_path / "hf")
+    arch = zoo_name.split("_")[0]
+    reference = _from_pretrained(arch, out)
+    ours = keras_llm.load(run_dir)
+    name = {"t5": "t5_v1_0", "gpt2": "gpt2", "bert": "bert_mlm"}[arch]
+    for mine, expected in _compare(name, reference, ours):
+        np.testing.assert_allclose(mine, expected, atol=1e-4, rtol=0)
+        assert np.ptp(expected) > 0.1  # not trivially flat
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(out))
+    texts = TEXTS + ["  spaces  and\ttabs, accents: café, naïve"]
+    expected_ids = [
+        hf_tokenizer.encode(t, add_special_tokens=False) for t in texts
+    ]
+    assert ours.tokenizer.tokenize(texts).to_list() == expected_ids
+
+
+def test_an_existing_folder_needs_overwrite(converted, tmp_path):  # noqa: F811
+    _, _, run_dir = converted("gpt2")
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = _kllm("convert", "to-hf", run_dir, "--out", out)
+    assert result.exit_code == 1
+    assert "already exists: pass --overwrite" in result.output
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    _to_hf_overwrite = _kllm(
+        "convert", "to-hf", run_dir, "--out", out, "--overwrite"
+    )
+    assert _to_hf_overwrite.exit_code == 0, _to_hf_overwrite.output
+    assert not (out / "keep.txt").exists()
+    assert (out / "model.safetensors").is_file()
+
+
+def test_not_a_run_dir_is_named(tmp_path):
+    result = _kllm("convert", "to-hf", tmp_path, "--out", tmp_path / "hf")
+    assert result.exit_code == 1
+    assert "is not a run directory" in result.output
+    assert not (tmp_path / "hf").exists()
