@@ -6,11 +6,9 @@ HF → keras_llm → HF must give back the same tensors), and the tiny zoo
 models (random weights, tokenizers trained here).
 """
 
-import logging
 
 import numpy as np
 import pytest
-import torch
 import transformers
 
 import keras_llm
