@@ -71,13 +71,20 @@ def _t5_model_config(c):
 
 
 def _t5_tokenizer(src_dir, tokenizer_config):
+    from keras_llm.convert import hf_tokenizer
+
+    # spiece.model, else tokenizer.json (sentinels: its <extra_id_N>).
+    return hf_tokenizer.checkpoint_tokenizer(
+        src_dir, ("spiece.model",),
+        lambda: _t5_legacy_tokenizer(src_dir, tokenizer_config),
+        tokenizer_config, "t5",
+    )  # fmt: skip
+
+
+def _t5_legacy_tokenizer(src_dir, tokenizer_config):
     from keras_llm.data import tokenizer as tokenizer_lib
 
-    path = _tokenizer_file(
-        src_dir, "spiece.model", "t5",
-        " (transformers 5 saves only tokenizer.json: copy spiece.model from "
-        "the original checkpoint)",
-    )  # fmt: skip
+    path = os.path.join(src_dir, "spiece.model")
     # As T5Tokenizer counts them: the <extra_id_i> tokens it lists, else
     # `extra_ids` (default 100).
     listed = {
@@ -88,7 +95,13 @@ def _t5_tokenizer(src_dir, tokenizer_config):
     num_sentinels = len(listed) or tokenizer_config.get(
         "extra_ids", T5_SENTINELS
     )
-    tokenizer = tokenizer_lib.SentencePieceTokenizer(path, num_sentinels)
+    tokenizer = tokenizer_lib.SentencePieceTokenizer(
+        path,
+        num_sentinels,
+        clean_up_tokenization_spaces=bool(
+            tokenizer_config.get("clean_up_tokenization_spaces", False)
+        ),
+    )
     # Where the checkpoint numbers its sentinels, ours must agree.
     for token_id, token in (
         tokenizer_config.get("added_tokens_decoder") or {}
@@ -150,12 +163,20 @@ def _gpt2_model_config(c):
 
 
 def _gpt2_tokenizer(src_dir, tokenizer_config):
+    from keras_llm.convert import hf_tokenizer
     from keras_llm.data import tokenizer as tokenizer_lib
 
-    vocabulary = _tokenizer_file(src_dir, "vocab.json", "gpt2")
-    merges = _tokenizer_file(src_dir, "merges.txt", "gpt2")
-    eos = _content(tokenizer_config.get("eos_token") or "<|endoftext|>")
-    return tokenizer_lib.BytePairTokenizer(vocabulary, merges, eos_token=eos)
+    def legacy():
+        eos = _content(tokenizer_config.get("eos_token") or "<|endoftext|>")
+        return tokenizer_lib.BytePairTokenizer(
+            os.path.join(src_dir, "vocab.json"),
+            os.path.join(src_dir, "merges.txt"),
+            eos_token=eos,
+        )
+
+    return hf_tokenizer.checkpoint_tokenizer(
+        src_dir, ("vocab.json", "merges.txt"), legacy, tokenizer_config, "gpt2"
+    )
 
 
 def _gpt2_weights(model, state_dict, hf_config):
@@ -195,20 +216,23 @@ def _bert_model_config(c):
 
 
 def _bert_tokenizer(src_dir, tokenizer_config):
+    from keras_llm.convert import hf_tokenizer
     from keras_llm.data import tokenizer as tokenizer_lib
 
-    path = _tokenizer_file(src_dir, "vocab.txt", "bert")
-    lowercase = tokenizer_config.get("do_lower_case", True)
-    strip_accents = tokenizer_config.get("strip_accents")
-    if strip_accents is not None and strip_accents != lowercase:
-        logger.warning(
-            "%s sets strip_accents=%s: keras_llm's WordPiece strips accents "
-            "exactly when it lowercases (do_lower_case=%s).",
-            TOKENIZER_CONFIG_FILE,
-            strip_accents,
-            lowercase,
+    def legacy():
+        strip = tokenizer_config.get("strip_accents")
+        return tokenizer_lib.WordPieceTokenizer(
+            os.path.join(src_dir, "vocab.txt"),
+            lowercase=bool(tokenizer_config.get("do_lower_case", True)),
+            strip_accents=None if strip is None else bool(strip),
+            clean_up_tokenization_spaces=bool(
+                tokenizer_config.get("clean_up_tokenization_spaces", False)
+            ),
         )
-    return tokenizer_lib.WordPieceTokenizer(path, lowercase=bool(lowercase))
+
+    return hf_tokenizer.checkpoint_tokenizer(
+        src_dir, ("vocab.txt",), legacy, tokenizer_config, "bert"
+    )
 
 
 def _bert_weights(model, state_dict, hf_config):

@@ -1,0 +1,603 @@
+"""Hugging Face's `tokenizer.json` ↔ keras_llm's in-graph tokenizers.
+
+transformers 5's `save_pretrained` writes a tokenizer as `tokenizer.json`
+(the `tokenizers` library's format) and `tokenizer_config.json` only: no
+`spiece.model`, `vocab.json`/`merges.txt` or `vocab.txt`. This module reads
+that JSON itself (neither `tokenizers` nor `transformers` is needed at run
+time) and writes it back:
+
+```
+tokenizer.json model      keras_llm tokenizer
+Unigram (T5)           ↔  SentencePieceTokenizer (a SentencePiece model
+                          proto built from the pieces, scores and the
+                          precompiled normalization map; sentinels from
+                          the added `<extra_id_N>` tokens)
+BPE, byte-level        ↔  BytePairTokenizer (GPT-2's split regex or
+  (GPT-2, Llama 3)        another, e.g. Llama 3's, kept as a setting)
+WordPiece (BERT)       ↔  WordPieceTokenizer (lowercase and strip_accents
+                          from the BertNormalizer)
+```
+Ids equal those of `AutoTokenizer.from_pretrained(folder)` with
+`add_special_tokens=False`. Other models (WordLevel, SentencePiece-style
+BPE with byte fallback as Llama 2's) are refused with one line.
+
+Read: `tokenizer_from_json(path, tokenizer_config)` (what `kllm convert hf`
+uses when a checkpoint has no legacy files), `load_hf_tokenizer(folder)`
+(the same from a checkpoint folder), `check_same_tokenizer(a, b, ...)`
+(legacy files and `tokenizer.json` must agree). Write:
+`write_hf_tokenizer(tokenizer, directory, model_type)`.
+"""
+
+import base64
+import json
+import os
+import re
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+SUPPORTED = "Unigram (T5), byte-level BPE (GPT-2, Llama 3) and WordPiece (BERT)"
+_SENTINEL = re.compile(r"<extra_id_(\d+)>")
+_BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
+_METASPACE = "\u2581"
+# Texts on which legacy files and tokenizer.json must give the same ids.
+AGREEMENT_TEXTS = (
+    "Hello world, this is a test.",
+    "  runs of   spaces\n\n\tand tabs\t ",
+    "Café naïve résumé, Ångström straße",
+    "中文字符测试，日本語のテキスト",
+    "emoji 😀👍🏽 and numbers 12345 3.14159",
+    "don't it's we're I'VE 'quoted'",
+)
+
+
+class TokenizerJsonError(ValueError):
+    """A `tokenizer.json` keras_llm cannot read (the message names it)."""
+
+
+# --- Reading -----------------------------------------------------------------
+
+
+def read_json(path):
+    """The object in a JSON file; one-line errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing.")
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise TokenizerJsonError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise TokenizerJsonError(f"{path}: expected a JSON object.")
+    return value
+
+
+def load_hf_tokenizer(directory, *, num_sentinels=None):
+    """The tokenizer of a Hugging Face folder's `tokenizer.json`.
+
+    Reads `tokenizer.json` and, when present, `tokenizer_config.json` (the
+    eos, bos and pad token names, `clean_up_tokenization_spaces`) in
+    `directory`. For a Llama checkpoint: Llama 3's byte-level BPE comes
+    back as a `BytePairTokenizer` with Llama 3's split regex, bos
+    `<|begin_of_text|>`, the config's eos and its 256 special tokens;
+    Llama 2's SentencePiece-style BPE is refused (one line).
+
+    Args:
+        directory: a folder written by `save_pretrained`.
+        num_sentinels: T5 only: check that the file has this many
+            `<extra_id_N>` tokens.
+
+    Returns:
+        A `SentencePieceTokenizer`, `BytePairTokenizer` or
+        `WordPieceTokenizer` whose ids equal the folder's
+        `AutoTokenizer` (`add_special_tokens=False`).
+
+    Raises:
+        FileNotFoundError: no `tokenizer.json` in `directory`.
+        ValueError: a model type or setting keras_llm cannot run (the
+            message names the file, the setting and what is supported).
+    """
+    config_path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
+    config = read_json(config_path) if os.path.isfile(config_path) else {}
+    tokenizer = tokenizer_from_json(
+        os.path.join(directory, TOKENIZER_FILE), config
+    )
+    if num_sentinels is not None and tokenizer.kind == "sentencepiece":
+        if tokenizer.num_sentinels != num_sentinels:
+            raise TokenizerJsonError(
+                f"{os.path.join(directory, TOKENIZER_FILE)} has "
+                f"{tokenizer.num_sentinels} <extra_id_N> tokens; expected "
+                f"{num_sentinels}."
+            )
+    return tokenizer
+
+
+def tokenizer_from_json(path, tokenizer_config=None):
+    """Our tokenizer for a `tokenizer.json` (see `load_hf_tokenizer`).
+
+    Args:
+        path: the `tokenizer.json` file.
+        tokenizer_config: dict, the `tokenizer_config.json` beside it (or
+            `{}`): special token names and `clean_up_tokenization_spaces`.
+
+    Raises:
+        FileNotFoundError: `path` is missing.
+        ValueError: an unsupported model type or setting, named in one
+            line with the file.
+    """
+    data = read_json(path)
+    config = tokenizer_config or {}
+    model = data.get("model")
+    if not isinstance(model, dict):
+        raise TokenizerJsonError(f"{path}: no 'model' object.")
+    model_type = model.get("type") or _guess_type(model)
+    readers = {"Unigram": _unigram, "BPE": _bpe, "WordPiece": _wordpiece}
+    if model_type not in readers:
+        raise TokenizerJsonError(
+            f"{path}: tokenizer model type {model_type!r} is not supported; "
+            f"keras_llm reads {SUPPORTED}."
+        )
+    try:
+        return readers[model_type](data, config, path)
+    except TokenizerJsonError:
+        raise
+    except (KeyError, TypeError, IndexError) as error:
+        raise TokenizerJsonError(
+            f"{path}: malformed {model_type} tokenizer ({type(error).__name__}"
+            f": {error})."
+        ) from None
+
+
+def _guess_type(model):
+    # Files written by older `tokenizers` may lack "type".
+    if "merges" in model:
+        return "BPE"
+    if isinstance(model.get("vocab"), list):
+        return "Unigram"
+    if "continuing_subword_prefix" in model:
+        return "WordPiece"
+    return None
+
+
+def _added_tokens(data):
+    """`{content: (id, special)}` of the file's added tokens."""
+    return {
+        token["content"]: (int(token["id"]), bool(token.get("special")))
+        for token in data.get("added_tokens") or []
+    }
+
+
+def _config_token(config, key, default=None):
+    token = config.get(key, default)
+    if isinstance(token, dict):  # {"content": ...} in older configs
+        token = token.get("content")
+    return token
+
+
+def _components(node, key):
+    """A normalizer/pre-tokenizer/decoder as a flat list (Sequence opened)."""
+    if not node:
+        return []
+    if node.get("type") == "Sequence":
+        return [
+            item
+            for child in node.get(key, [])
+            for item in _components(child, key)
+        ]
+    return [node]
+
+
+def _refuse(path, what, node):
+    raise TokenizerJsonError(
+        f"{path}: {what} {json.dumps(node, ensure_ascii=False)[:120]} is not "
+        f"supported; keras_llm reads {SUPPORTED} as transformers writes them."
+    )
+
+
+# --- Unigram → SentencePiece -------------------------------------------------
+
+
+def _unigram(data, config, path):
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    from keras_llm.data.sentencepiece_tokenizer import SentencePieceTokenizer
+
+    model = data["model"]
+    vocab = [(str(piece), float(score)) for piece, score in model["vocab"]]
+    added = _added_tokens(data)
+    sentinels = {
+        int(match[1]): token_id
+        for token, (token_id, _) in added.items()
+        if (match := _SENTINEL.fullmatch(token))
+    }
+    num_sentinels = len(sentinels)
+    num_pieces = len(vocab) - num_sentinels
+    for i, token_id in sorted(sentinels.items()):
+        expected = num_pieces + num_sentinels - 1 - i
+        if token_id != expected:
+            raise TokenizerJsonError(
+                f"{path}: <extra_id_{i}> has id {token_id}; keras_llm puts "
+                f"T5's sentinels after the {num_pieces} pieces, counting "
+                f"down (<extra_id_{i}> = {expected})."
+            )
+    for token, (token_id, _) in added.items():
+        if token_id >= num_pieces and not _SENTINEL.fullmatch(token):
+            raise TokenizerJsonError(
+                f"{path}: added token {token!r} (id {token_id}) is not a "
+                "piece of the Unigram model nor a T5 sentinel."
+            )
+    charsmap, collapse, strip = _unigram_normalizer(data, path)
+    prepend, split = _unigram_pre_tokenizer(data, path)
+
+    proto = model_pb2.ModelProto()
+    unk_id = model.get("unk_id")
+    byte_fallback = bool(model.get("byte_fallback"))
+    types = model_pb2.ModelProto.SentencePiece
+    by_id = {token_id: (token, special) for token, (token_id, special)
+             in added.items()}  # fmt: skip
+    for i, (piece, score) in enumerate(vocab[:num_pieces]):
+        entry = proto.pieces.add(piece=piece, score=score)
+        if i == unk_id:
+            entry.type = types.UNKNOWN
+        elif i in by_id:
+            entry.type = types.CONTROL if by_id[i][1] else types.USER_DEFINED
+        elif byte_fallback and _BYTE_PIECE.fullmatch(piece):
+            entry.type = types.BYTE
+    if unk_id is None:
+        raise TokenizerJsonError(
+            f"{path}: the Unigram model has no unk_id; SentencePiece needs "
+            "an unknown piece."
+        )
+    trainer = proto.trainer_spec
+    trainer.model_type = model_pb2.TrainerSpec.UNIGRAM
+    trainer.vocab_size = num_pieces
+    trainer.byte_fallback = byte_fallback
+    ids = {piece: i for i, (piece, _) in enumerate(vocab[:num_pieces])}
+    trainer.unk_id = unk_id
+    trainer.unk_piece = vocab[unk_id][0]
+    for name, default in (("pad", "<pad>"), ("eos", "</s>"), ("bos", None)):
+        token = _config_token(config, f"{name}_token", default)
+        token_id = ids.get(token, -1) if token is not None else -1
+        if token_id >= 0 and by_id.get(token_id, (None, False))[1]:
+            setattr(trainer, f"{name}_id", token_id)
+            setattr(trainer, f"{name}_piece", token)
+        else:
+            setattr(trainer, f"{name}_id", -1)
+    normalizer = proto.normalizer_spec
+    normalizer.name = "user_defined" if charsmap else "identity"
+    normalizer.precompiled_charsmap = charsmap
+    normalizer.add_dummy_prefix = prepend
+    normalizer.remove_extra_whitespaces = collapse or split or strip
+    normalizer.escape_whitespaces = True
+    if trainer.pad_id < 0:
+        raise TokenizerJsonError(
+            f"{path}: no pad token among the special pieces (keras_llm's "
+            "SentencePiece tokenizer pads with it; T5's is <pad>)."
+        )
+    return SentencePieceTokenizer(
+        proto.SerializeToString(),
+        num_sentinels,
+        clean_up_tokenization_spaces=bool(
+            config.get("clean_up_tokenization_spaces", False)
+        ),
+    )
+
+
+def _unigram_normalizer(data, path):
+    """(precompiled charsmap bytes, collapses spaces, strips)."""
+    charsmap, collapse, strip = b"", False, False
+    for node in _components(data.get("normalizer"), "normalizers"):
+        kind = node.get("type")
+        if kind == "Precompiled":
+            charsmap = base64.b64decode(node.get("precompiled_charsmap") or "")
+        elif (
+            kind == "Replace"
+            and node.get("pattern") in ({"Regex": " {2,}"}, {"Regex": " +"})
+            and node.get("content") == " "
+        ):
+            collapse = True
+        elif kind == "Strip":
+            strip = True
+        else:
+            _refuse(path, "the Unigram normalizer", node)
+    return charsmap, collapse, strip
+
+
+def _unigram_pre_tokenizer(data, path):
+    """(prepends "▁", splits on whitespace) of the Metaspace setup."""
+    prepend, split, seen = True, False, False
+    for node in _components(data.get("pre_tokenizer"), "pretokenizers"):
+        kind = node.get("type")
+        if kind == "WhitespaceSplit":
+            split = True
+        elif kind == "Metaspace" and node.get("replacement") == _METASPACE:
+            seen = True
+            scheme = node.get("prepend_scheme")
+            if scheme is None:
+                prepend = bool(node.get("add_prefix_space", True))
+            elif scheme in ("always", "first", "never"):
+                prepend = scheme != "never"
+            else:
+                _refuse(path, "the Metaspace pre-tokenizer", node)
+        else:
+            _refuse(path, "the Unigram pre-tokenizer", node)
+    if not seen:
+        _refuse(path, "a Unigram pre-tokenizer without Metaspace",
+                data.get("pre_tokenizer"))  # fmt: skip
+    return prepend, split
+
+
+# --- BPE → BytePairTokenizer -------------------------------------------------
+
+
+def _bpe(data, config, path):
+    from keras_llm.data import bpe_tokenizer
+
+    model = data["model"]
+    if model.get("byte_fallback") or not _is_byte_level(data):
+        raise TokenizerJsonError(
+            f"{path}: a SentencePiece-style BPE (byte_fallback, Metaspace: "
+            "Llama 2, Mistral) is not supported; keras_llm reads byte-level "
+            "BPE (GPT-2, Llama 3)."
+        )
+    for key in ("continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key):
+            _refuse(path, f"the BPE {key}", model[key])
+    if model.get("dropout"):
+        _refuse(path, "BPE dropout", model["dropout"])
+    if data.get("normalizer"):
+        _refuse(path, "a normalizer before byte-level BPE", data["normalizer"])
+    split_pattern = _split_pattern(data, path)
+    vocabulary = {str(k): int(v) for k, v in model["vocab"].items()}
+    merges = [
+        " ".join(merge) if isinstance(merge, list) else str(merge)
+        for merge in model.get("merges") or []
+    ]
+    added = _added_tokens(data)
+    names = {}
+    for name in ("eos", "bos", "pad"):
+        token = _config_token(config, f"{name}_token")
+        if token is not None and token not in vocabulary and token not in added:
+            raise TokenizerJsonError(
+                f"{path}: {name}_token {token!r} (from "
+                f"{TOKENIZER_CONFIG_FILE}) is neither in the vocabulary "
+                "nor an added token."
+            )
+        names[name] = token
+    if names["eos"] is None:
+        if "<|endoftext|>" not in vocabulary:
+            raise TokenizerJsonError(
+                f"{path}: no eos_token in {TOKENIZER_CONFIG_FILE} (and no "
+                "GPT-2 <|endoftext|>): name it there."
+            )
+        names["eos"] = "<|endoftext|>"
+    special = {token: token_id for token, (token_id, _) in added.items()}
+    return bpe_tokenizer.BytePairTokenizer(
+        vocabulary,
+        merges,
+        eos_token=names["eos"],
+        bos_token=None if names["bos"] == names["eos"] else names["bos"],
+        pad_token=None if names["pad"] == names["eos"] else names["pad"],
+        special_tokens={
+            token: token_id
+            for token, token_id in special.items()
+            if token not in (names["eos"], names["bos"], names["pad"])
+        },
+        split_pattern=split_pattern,
+        ignore_merges=bool(model.get("ignore_merges")),
+    )
+
+
+def _is_byte_level(data):
+    nodes = _components(data.get("pre_tokenizer"), "pretokenizers")
+    return any(node.get("type") == "ByteLevel" for node in nodes)
+
+
+def _split_pattern(data, path):
+    """The pre-tokenization regex (`None`: GPT-2's ByteLevel `use_regex`)."""
+    from keras_llm.data import bpe_tokenizer
+
+    nodes = _components(data.get("pre_tokenizer"), "pretokenizers")
+    pattern = None
+    for node in nodes:
+        kind = node.get("type")
+        if kind == "ByteLevel":
+            if node.get("add_prefix_space"):
+                _refuse(path, "ByteLevel add_prefix_space", node)
+            if node.get("use_regex", True):
+                if pattern is not None:
+                    _refuse(path, "a Split before a regex ByteLevel", node)
+                pattern = bpe_tokenizer.GPT2_SPLIT_PATTERN
+        elif (
+            kind == "Split"
+            and pattern is None
+            and node.get("behavior") == "Isolated"
+            and not node.get("invert")
+            and "Regex" in (node.get("pattern") or {})
+        ):
+            pattern = node["pattern"]["Regex"]
+        else:
+            _refuse(path, "the BPE pre-tokenizer", node)
+    if pattern is None:
+        _refuse(path, "a byte-level BPE without a split regex",
+                data.get("pre_tokenizer"))  # fmt: skip
+    rewritten = (
+        bpe_tokenizer.GPT2_SPLIT_PATTERN,
+        bpe_tokenizer.LLAMA3_SPLIT_PATTERN,
+    )
+    if pattern not in rewritten:
+        try:
+            bpe_tokenizer.re2_split_pattern(pattern)
+        except ValueError as error:
+            raise TokenizerJsonError(f"{path}: {error}") from None
+    return None if pattern == bpe_tokenizer.GPT2_SPLIT_PATTERN else pattern
+
+
+# --- WordPiece → WordPieceTokenizer ------------------------------------------
+
+
+def _wordpiece(data, config, path):
+    from keras_llm.data import wordpiece_tokenizer
+
+    model = data["model"]
+    if model.get("continuing_subword_prefix", "##") != "##":
+        _refuse(path, "WordPiece continuing_subword_prefix",
+                model["continuing_subword_prefix"])  # fmt: skip
+    if model.get("max_input_chars_per_word", 100) != (
+        wordpiece_tokenizer.MAX_WORD_CHARS
+    ):
+        _refuse(path, "WordPiece max_input_chars_per_word",
+                model["max_input_chars_per_word"])  # fmt: skip
+    normalizers = _components(data.get("normalizer"), "normalizers")
+    if len(normalizers) != 1 or normalizers[0].get("type") != "BertNormalizer":
+        _refuse(path, "the WordPiece normalizer", data.get("normalizer"))
+    normalizer = normalizers[0]
+    for key in ("clean_text", "handle_chinese_chars"):
+        if not normalizer.get(key, True):
+            _refuse(path, f"BertNormalizer {key}=false", normalizer)
+    pre = _components(data.get("pre_tokenizer"), "pretokenizers")
+    if [node.get("type") for node in pre] != ["BertPreTokenizer"]:
+        _refuse(path, "the WordPiece pre-tokenizer", data.get("pre_tokenizer"))
+    vocab = {str(k): int(v) for k, v in model["vocab"].items()}
+    for token, (token_id, _) in _added_tokens(data).items():
+        if vocab.get(token, token_id) != token_id:
+            raise TokenizerJsonError(
+                f"{path}: added token {token!r} has id {token_id}, the "
+                f"vocabulary {vocab[token]}."
+            )
+        vocab[token] = token_id
+    tokens = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise TokenizerJsonError(
+            f"{path}: the WordPiece ids are not 0..{len(tokens) - 1} without "
+            "gaps."
+        )
+    lowercase = bool(normalizer.get("lowercase", True))
+    strip_accents = normalizer.get("strip_accents")
+    try:
+        return wordpiece_tokenizer.WordPieceTokenizer(
+            tokens,
+            lowercase=lowercase,
+            strip_accents=None
+            if strip_accents is None
+            else bool(strip_accents),
+            clean_up_tokenization_spaces=bool(
+                config.get("clean_up_tokenization_spaces", False)
+            ),
+        )
+    except ValueError as error:
+        raise TokenizerJsonError(f"{path}: {error}") from None
+
+
+# --- Legacy files and tokenizer.json must agree -------------------------------
+
+
+def checkpoint_tokenizer(
+    src_dir, legacy_files, build_legacy, tokenizer_config, model_type, hint=""
+):
+    """A checkpoint folder's tokenizer: its legacy files, else tokenizer.json.
+
+    The legacy files (`spiece.model`, `vocab.json` + `merges.txt`,
+    `vocab.txt`) are what the model was released with; transformers 5
+    saves `tokenizer.json` only. When both are there, they must agree
+    (`check_same_tokenizer`).
+
+    Args:
+        src_dir: the checkpoint folder.
+        legacy_files: the legacy file names, e.g. `("vocab.txt",)`.
+        build_legacy: function of no arguments that builds our tokenizer
+            from the legacy files.
+        tokenizer_config: dict, the folder's `tokenizer_config.json`.
+        model_type: str, for messages (`"t5"`).
+        hint: str, added to the missing-file message.
+
+    Raises:
+        FileNotFoundError: neither the legacy files nor tokenizer.json
+            (the message names the first missing legacy file).
+        ValueError: tokenizer.json cannot be read, is of another kind
+            than the legacy files would be, or disagrees with them.
+    """
+    paths = [os.path.join(src_dir, name) for name in legacy_files]
+    json_path = os.path.join(src_dir, TOKENIZER_FILE)
+    missing = [path for path in paths if not os.path.isfile(path)]
+    has_json = os.path.isfile(json_path)
+    if missing and not has_json:
+        raise FileNotFoundError(
+            f"{missing[0]} is missing: a {model_type} checkpoint needs its "
+            f"tokenizer files ({' + '.join(legacy_files)}, or "
+            f"{TOKENIZER_FILE}){hint}."
+        )
+    from_json = None
+    if has_json:
+        from_json = tokenizer_from_json(json_path, tokenizer_config)
+    if missing:
+        return from_json
+    legacy = build_legacy()
+    if from_json is not None:
+        check_same_tokenizer(legacy, from_json, paths[0], json_path)
+    return legacy
+
+
+def check_same_tokenizer(legacy, from_json, legacy_path, json_path):
+    """Raises `ValueError` (one line) unless the two tokenizers agree.
+
+    A checkpoint folder may hold both the legacy files (`spiece.model`,
+    `vocab.json` + `merges.txt`, `vocab.txt`) and `tokenizer.json`;
+    `kllm convert hf` uses the legacy ones, so a stale copy of either must
+    not pass silently. Compared: the number of ids, the special ids, the
+    pieces of a sample of ids spread over the vocabulary, and the ids of
+    `AGREEMENT_TEXTS`.
+    """
+    fix = "keep the one that belongs to the checkpoint and delete the other"
+
+    def fail(what):
+        raise TokenizerJsonError(
+            f"{legacy_path} and {json_path} disagree: {what}; {fix}."
+        )
+
+    if (legacy.kind, legacy.vocabulary_size) != (
+        from_json.kind,
+        from_json.vocabulary_size,
+    ):
+        fail(
+            f"{legacy.vocabulary_size} ids ({legacy.kind}) vs "
+            f"{from_json.vocabulary_size} ({from_json.kind})"
+        )
+    step = max(1, legacy.vocabulary_size // 997)
+    sample = list(range(0, legacy.vocabulary_size, step))
+    for token_id, a, b in zip(
+        sample, pieces(legacy, sample), pieces(from_json, sample)
+    ):
+        if a != b:
+            fail(f"id {token_id} is {a!r} in one and {b!r} in the other")
+    for name in ("pad_id", "eos_id", "bos_id", "unk_id", "special_ids"):
+        if getattr(legacy, name) != getattr(from_json, name):
+            fail(
+                f"{name} {getattr(legacy, name)} vs {getattr(from_json, name)}"
+            )
+    texts = list(AGREEMENT_TEXTS)
+    a = legacy.tokenize(texts).to_list()
+    b = from_json.tokenize(texts).to_list()
+    for text, x, y in zip(texts, a, b):
+        if x != y:
+            fail(f"{text!r} gives ids {x[:8]}... vs {y[:8]}...")
+
+
+def pieces(tokenizer, ids):
+    """The vocabulary strings of `ids` (SentencePiece pieces with "▁",
+    byte-level BPE tokens, WordPiece tokens with "##")."""
+    import tensorflow as tf
+
+    if tokenizer.kind != "sentencepiece":
+        strings = tf.gather(tokenizer.tokens, ids).numpy().tolist()
+        return [s.decode("utf-8", "replace") for s in strings]
+    n = tokenizer.num_pieces
+    strings = tokenizer.sentencepiece.id_to_string(
+        tf.constant([i if i < n else 0 for i in ids], tf.int32)
+    ).numpy()
+    return [
+        s.decode("utf-8", "replace")
+        if i < n
+        else f"<extra_id_{n + tokenizer.num_sentinels - 1 - i}>"
+        for i, s in zip(ids, strings.tolist())
+    ]
