@@ -68,6 +68,9 @@ EXPECTED_PARAMETERS = {
     "bert_tiny": 150_144,  # BertModel 145,344 + head 4,800
     "transformer_base": 63_082_496,  # by hand: tests/models/test_transformer.py
     "transformer_tiny": 200_192,
+    # meta-llama/Llama-3.2-1B's published count (LlamaForCausalLM, tied).
+    "llama_3_2_1b": 1_235_814_400,
+    "llama_tiny": 125_248,  # LlamaForCausalLM of the same shape
 }
 # Backbones where they differ from the task model.
 EXPECTED_BACKBONE_PARAMETERS = {

@@ -226,8 +226,30 @@ def llama_hf_config(model_config):
         "attention_dropout": m.dropout,
         "mlp_bias": False,
         "tie_word_embeddings": m.tie_embedding_weights,
-        "torch_dtype": "float32",
     }
+
+
+# --- `kllm convert to-hf` (keras_llm.convert.to_hf) ------------------------
+
+HF_ARCHITECTURE = "LlamaForCausalLM"
+
+
+def hf_config(model_config, tokenizer):
+    """The `config.json` of `LlamaForCausalLM` for a `LlamaConfig`, with
+    the tokenizer's special ids."""
+    bos = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+    return {
+        **llama_hf_config(model_config),
+        "bos_token_id": bos,
+        "eos_token_id": tokenizer.eos_id,
+        "pad_token_id": tokenizer.pad_id,
+    }
+
+
+def hf_weight_pairs(model):
+    """Every weight of a `LlamaCausalLM` under `LlamaForCausalLM`'s names
+    (no `lm_head.weight` when the head is tied)."""
+    return llama_weight_pairs(model, "model.")
 
 
 # --- `kllm convert hf` (hf_archs.ARCHS["llama"]) ---------------------------
