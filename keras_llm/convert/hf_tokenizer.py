@@ -601,3 +601,318 @@ def pieces(tokenizer, ids):
         else f"<extra_id_{n + tokenizer.num_sentinels - 1 - i}>"
         for i, s in zip(ids, strings.tolist())
     ]
+
+
+# --- Writing -----------------------------------------------------------------
+
+# Hugging Face tokenizer classes by model_type (others: the generic one).
+_TOKENIZER_CLASSES = {
+    "t5": "T5Tokenizer",
+    "gpt2": "GPT2Tokenizer",
+    "bert": "BertTokenizer",
+}
+
+
+def write_hf_tokenizer(tokenizer, directory, model_type):
+    """Writes `tokenizer` as Hugging Face files into `directory`.
+
+    `tokenizer.json` (what transformers 5 loads), `tokenizer_config.json`,
+    `special_tokens_map.json` and the legacy files older readers need
+    (`spiece.model`, `vocab.json` + `merges.txt`, `vocab.txt`), such that
+    `transformers.AutoTokenizer.from_pretrained(directory)` gives our ids
+    (`add_special_tokens=False`) and decodes our ids as
+    `tokenizer.detokenize(ids, skip_special_tokens=True)` does. T5's
+    sentinels are the added tokens `<extra_id_N>`.
+
+    Args:
+        tokenizer: a keras_llm `Tokenizer`.
+        directory: where the files go (created if needed; files of the
+            same names are replaced).
+        model_type: the Hugging Face `model_type` (`"t5"`, `"gpt2"`,
+            `"bert"`, `"llama"`, ...): names the tokenizer class.
+
+    Returns:
+        The paths written.
+    """
+    writers = {
+        "sentencepiece": _sentencepiece_files,
+        "bpe": _bpe_files,
+        "wordpiece": _wordpiece_files,
+    }
+    if tokenizer.kind not in writers:
+        raise ValueError(
+            f"No Hugging Face format for a {tokenizer.kind!r} tokenizer."
+        )
+    os.makedirs(directory, exist_ok=True)
+    body, specials, config, legacy = writers[tokenizer.kind](tokenizer)
+    tokenizer_json = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {
+                "id": token_id,
+                "content": token,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+            for token, token_id in sorted(specials.items(), key=_by_id)
+        ],
+        **body,
+    }
+    config = {
+        "tokenizer_class": _TOKENIZER_CLASSES.get(
+            model_type, "PreTrainedTokenizerFast"
+        ),
+        "clean_up_tokenization_spaces": tokenizer.clean_up_tokenization_spaces,
+        "model_max_length": int(1e30),
+        **config,
+        "added_tokens_decoder": {
+            str(token_id): {
+                "content": token,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": True,
+            }
+            for token, token_id in sorted(specials.items(), key=_by_id)
+        },
+    }
+    special_map = {
+        key: value
+        for key, value in config.items()
+        if key.endswith("_token") and value is not None
+    }
+    extra = config.get("additional_special_tokens")
+    if extra:
+        special_map["additional_special_tokens"] = extra
+    files = {
+        TOKENIZER_FILE: json.dumps(tokenizer_json, ensure_ascii=False),
+        TOKENIZER_CONFIG_FILE: json.dumps(config, indent=2, ensure_ascii=False),
+        SPECIAL_TOKENS_MAP_FILE: json.dumps(
+            special_map, indent=2, ensure_ascii=False
+        ),
+        **legacy,
+    }
+    written = []
+    for name, content in files.items():
+        path = os.path.join(directory, name)
+        mode = "wb" if isinstance(content, bytes) else "w"
+        encoding = None if mode == "wb" else "utf-8"
+        with open(path, mode, encoding=encoding) as file:
+            file.write(content)
+        written.append(path)
+    return written
+
+
+def _by_id(item):
+    return item[1]
+
+
+def _sentencepiece_files(tokenizer):
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(tokenizer.model)
+    types = model_pb2.ModelProto.SentencePiece
+    vocab = [[piece.piece, piece.score] for piece in proto.pieces]
+    specials = {
+        piece.piece: i
+        for i, piece in enumerate(proto.pieces)
+        if piece.type in (types.CONTROL, types.UNKNOWN)
+    }
+    sentinels = [
+        f"<extra_id_{i}>" for i in reversed(range(tokenizer.num_sentinels))
+    ]
+    for token in sentinels:
+        specials[token] = len(vocab)
+        vocab.append([token, 0.0])
+    spec = proto.normalizer_spec
+    normalizer = None
+    if spec.precompiled_charsmap:
+        normalizer = {
+            "type": "Precompiled",
+            "precompiled_charsmap": base64.b64encode(
+                spec.precompiled_charsmap
+            ).decode("ascii"),
+        }
+    metaspace = {
+        "type": "Metaspace",
+        "replacement": _METASPACE,
+        "prepend_scheme": "always" if spec.add_dummy_prefix else "never",
+        "split": True,
+    }
+    pre_tokenizer = metaspace
+    if spec.remove_extra_whitespaces:
+        pre_tokenizer = {
+            "type": "Sequence",
+            "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace],
+        }
+    eos = _piece(proto, tokenizer.eos_id)
+    body = {
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": _template(
+            [],
+            ["$A"] + ([eos] if eos else []),
+            {eos: tokenizer.eos_id} if eos else {},
+        ),
+        "decoder": dict(metaspace),
+        "model": {
+            "type": "Unigram",
+            "unk_id": tokenizer.unk_id,
+            "vocab": vocab,
+            "byte_fallback": bool(proto.trainer_spec.byte_fallback),
+        },
+    }
+    config = {
+        "eos_token": eos,
+        "pad_token": _piece(proto, tokenizer.pad_id),
+        "unk_token": _piece(proto, tokenizer.unk_id),
+        "bos_token": _piece(proto, tokenizer.bos_id),
+        "extra_ids": tokenizer.num_sentinels,
+        "additional_special_tokens": sentinels[::-1],
+    }
+    return body, specials, config, {"spiece.model": tokenizer.model}
+
+
+def _piece(proto, token_id):
+    return None if token_id is None else proto.pieces[token_id].piece
+
+
+def _bpe_files(tokenizer):
+    from keras_llm.data import bpe_tokenizer
+
+    vocabulary = json.loads(tokenizer._vocabulary_json)
+    merges = tokenizer._merges_text.splitlines()
+    names = {"eos": tokenizer.eos_token}
+    names["bos"] = tokenizer.bos_token or tokenizer.eos_token
+    names["pad"] = tokenizer.pad_token
+    ids = {**vocabulary, **tokenizer._special_tokens}
+    specials = {t: ids[t] for t in names.values() if t is not None}
+    specials.update(tokenizer._special_tokens)
+    byte_level = {
+        "type": "ByteLevel",
+        "add_prefix_space": False,
+        "trim_offsets": True,
+        "use_regex": tokenizer.split_pattern is None,
+    }
+    pre_tokenizer = byte_level
+    if tokenizer.split_pattern is not None:
+        pre_tokenizer = {
+            "type": "Sequence",
+            "pretokenizers": [
+                {
+                    "type": "Split",
+                    "pattern": {"Regex": tokenizer.split_pattern},
+                    "behavior": "Isolated",
+                    "invert": False,
+                },
+                byte_level,
+            ],
+        }
+    bos = tokenizer.bos_token  # Llama 3 starts with it; GPT-2 adds nothing
+    body = {
+        "normalizer": None,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": _template(
+            [bos] if bos else [], ["$A"], {bos: ids[bos]} if bos else {}
+        ),
+        "decoder": {**byte_level, "use_regex": True},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": tokenizer.ignore_merges,
+            "vocab": vocabulary,
+            "merges": [merge.split(" ") for merge in merges],
+        },
+    }
+    config = {
+        "eos_token": names["eos"],
+        "bos_token": names["bos"],
+        "unk_token": names["eos"],
+        "pad_token": names["pad"],
+        "add_prefix_space": False,
+        "errors": "replace",
+    }
+    legacy = {
+        bpe_tokenizer.VOCAB_FILE: tokenizer._vocabulary_json,
+        bpe_tokenizer.MERGES_FILE: "#version: 0.2\n" + tokenizer._merges_text,
+    }
+    return body, specials, config, legacy
+
+
+def _wordpiece_files(tokenizer):
+    from keras_llm.data import wordpiece_tokenizer
+
+    tokens = [t.decode("utf-8") for t in tokenizer.tokens.numpy().tolist()]
+    specials = {t: tokens.index(t) for t in wordpiece_tokenizer.SPECIAL_TOKENS}
+    cls, sep = "[CLS]", "[SEP]"
+    body = {
+        "normalizer": {
+            "type": "BertNormalizer",
+            "clean_text": True,
+            "handle_chinese_chars": True,
+            "strip_accents": tokenizer.strip_accents,
+            "lowercase": tokenizer.lowercase,
+        },
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": _template(
+            [cls], ["$A", sep], {cls: specials[cls], sep: specials[sep]}
+        ),
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+        "model": {
+            "type": "WordPiece",
+            "unk_token": "[UNK]",
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": wordpiece_tokenizer.MAX_WORD_CHARS,
+            "vocab": {token: i for i, token in enumerate(tokens)},
+        },
+    }
+    config = {
+        "do_lower_case": tokenizer.lowercase,
+        "strip_accents": tokenizer.strip_accents,
+        "tokenize_chinese_chars": True,
+        "unk_token": "[UNK]",
+        "sep_token": sep,
+        "pad_token": "[PAD]",
+        "cls_token": cls,
+        "mask_token": "[MASK]",
+    }
+    legacy = {wordpiece_tokenizer.VOCAB_FILE: "".join(f"{t}\n" for t in tokens)}
+    return body, specials, config, legacy
+
+
+def _template(before, sequence, special_ids):
+    """A TemplateProcessing post-processor: `before` tokens, the sequence
+    (`"$A"`) and the tokens after it; pairs repeat it for `$B`."""
+
+    def part(items, sequence_id):
+        out = []
+        for item in items:
+            if item == "$A":
+                out.append({"Sequence": {"id": sequence_id, "type_id": 0}})
+            else:
+                out.append({"SpecialToken": {"id": item, "type_id": 0}})
+        return out
+
+    single = part(before + sequence, "A")
+    pair = single + part(sequence, "B")
+    return {
+        "type": "TemplateProcessing",
+        "single": single,
+        "pair": pair,
+        "special_tokens": {
+            token: {"id": token, "ids": [token_id], "tokens": [token]}
+            for token, token_id in special_ids.items()
+        },
+    }

@@ -174,7 +174,7 @@ class WordPieceTokenizer(tokenizer_base.Tokenizer):
         glued = tf.strings.regex_full_match(flat, _GLUED)
         flat = tf.where(
             suffix & ~first,
-            tf.strings.substr(flat, len(_SUFFIX), -1),
+            tf.strings.regex_replace(flat, f"^{_SUFFIX}", ""),
             tf.strings.join([tf.where(first | glued, "", " "), flat]),
         )
         return tf.strings.reduce_join(tokens.with_flat_values(flat), axis=1)
