@@ -17,13 +17,14 @@ conversion leaves nothing behind.
 import json
 import logging
 import os
-import shutil
-import tempfile
 
 from keras_llm import config as config_lib
 from keras_llm import rundir
 from keras_llm.convert import checkpoint
 from keras_llm.convert import hf_archs
+from keras_llm.convert.files import check_target as _check_target
+from keras_llm.convert.files import prepend_comments as _prepend_comments
+from keras_llm.convert.files import write_atomically as _write_atomically
 from keras_llm.models import build_model
 
 logger = logging.getLogger(__name__)
@@ -141,47 +142,3 @@ def _read_json(path, required=False):
     if not isinstance(value, dict):
         raise ValueError(f"{path}: expected a JSON object.")
     return value
-
-
-def _check_target(out_dir, overwrite):
-    if os.path.lexists(out_dir):
-        if not os.path.isdir(out_dir) or os.path.islink(out_dir):
-            raise FileExistsError(f"{out_dir} exists and is not a directory.")
-        if not overwrite:
-            raise FileExistsError(
-                f"{out_dir} already exists: pass --overwrite to replace it."
-            )
-
-
-def _prepend_comments(path, lines):
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
-    comments = "".join(f"# {line}\n" for line in lines)
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(comments + text)
-
-
-def _write_atomically(out_dir, overwrite, write):
-    """Runs `write(folder)` on a temporary folder beside `out_dir`, then
-    renames it to `out_dir` (the old one, if any, is moved aside first and
-    deleted last)."""
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    name = os.path.basename(os.path.abspath(out_dir))
-    scratch = tempfile.mkdtemp(prefix=f".{name}.converting-", dir=parent)
-    aside = scratch + ".old"
-    try:
-        write(scratch)
-        _check_target(out_dir, overwrite)  # it may have appeared meanwhile
-        if os.path.lexists(out_dir):
-            os.replace(out_dir, aside)
-            try:
-                os.replace(scratch, out_dir)
-            except BaseException:
-                os.replace(aside, out_dir)
-                raise
-            shutil.rmtree(aside)
-        else:
-            os.replace(scratch, out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
