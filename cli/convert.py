@@ -12,6 +12,88 @@ def convert() -> None:
 
 
 @convert.command(
+    "keras-hub",
+    epilog=examples.examples(
+        "kllm convert keras-hub path/to/gpt2_preset --out runs/gpt2",
+        "kllm convert keras-hub path/to/bert --out runs/bert --overwrite",
+        "kllm train runs/gpt2/config.yaml   # then fine-tune it",
+    ),
+)
+@click.argument(
+    "preset_dir", metavar="PRESET_DIR", type=click.Path(file_okay=False)
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="The run directory to create.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out if it exists (only once the new one is complete).",
+)
+@options.DEBUG
+def keras_hub_preset(
+    preset_dir: str, out_dir: str, overwrite: bool, debug: bool
+) -> None:
+    """Convert a local keras-hub preset PRESET_DIR (T5, GPT-2, BERT, as
+    `save_to_preset` writes it) into a run directory. Needs
+    keras_llm[keras-hub]."""
+    from keras_llm.convert import keras_hub as keras_hub_lib  # TensorFlow
+
+    with options.library_errors(debug):
+        run_dir = keras_hub_lib.convert_keras_hub(
+            preset_dir, out_dir, overwrite=overwrite
+        )
+    click.echo(
+        f"Wrote run directory {run_dir}; fine-tune it with "
+        f"`kllm train {run_dir}/config.yaml`."
+    )
+
+
+@convert.command(
+    "to-keras-hub",
+    epilog=examples.examples(
+        "kllm convert to-keras-hub runs/gpt2 --out presets/gpt2",
+        "kllm convert to-keras-hub runs/t5_small --out presets/t5 --overwrite",
+    ),
+)
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="The keras-hub preset folder to create.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out if it exists (only once the new one is complete).",
+)
+@options.DEBUG
+def to_keras_hub(
+    run_dir: str, out_dir: str, overwrite: bool, debug: bool
+) -> None:
+    """Write the model and tokenizer of RUN_DIR (T5, GPT-2, BERT) as a
+    keras-hub preset that `keras_hub.models.<Task>.from_preset` loads. Needs
+    keras_llm[keras-hub]."""
+    from keras_llm.convert import keras_hub as keras_hub_lib  # TensorFlow
+
+    with options.library_errors(debug):
+        out = keras_hub_lib.convert_to_keras_hub(
+            run_dir, out_dir, overwrite=overwrite
+        )
+        task = keras_hub_lib.task_class(run_dir)
+    click.echo(
+        f"Wrote keras-hub preset {out}; load it with "
+        f"`keras_hub.models.{task}.from_preset({out!r})`."
+    )
+
+
+@convert.command(
     "hf",
     epilog=examples.examples(
         "kllm convert hf path/to/t5-small --out runs/t5_small",

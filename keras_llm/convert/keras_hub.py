@@ -1,0 +1,860 @@
+"""keras-hub presets ↔ keras_llm run directories, both ways.
+
+```
+PRESET/config.json        T5Backbone | GPT2Backbone | BertBackbone
+                          ⇄ RUN_DIR/config.yaml (model; data and train hold
+                            fine-tuning defaults)
+PRESET/model.weights.h5   (+ task.weights.h5: BertMaskedLM's head)
+                          ⇄ RUN_DIR/checkpoints/ (model only, step 0)
+PRESET/tokenizer.json + assets/tokenizer/ (vocabulary.spm |
+  vocabulary.json + merges.txt | vocabulary.txt)
+                          ⇄ RUN_DIR/tokenizer/
+PRESET/task.json, preprocessor.json, metadata.json: written by keras-hub
+```
+keras-hub itself reads and writes the presets (`from_preset`,
+`save_to_preset`), so a preset converts exactly as keras-hub would load it.
+Weights go variable by variable through one table per architecture,
+`(our variable, keras-hub attribute path, Layout)`: the path names the
+keras-hub variable by attributes (`transformer_layers.0.
+_self_attention_layer._query_dense.kernel`), because keras-hub's variable
+paths depend on how many layers were built before. Every name and shape is
+checked before anything is assigned, both ways, and every mismatch is
+listed. keras-hub is the optional extra `keras_llm[keras-hub]`.
+"""
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from keras_llm import config as config_lib
+from keras_llm import rundir
+from keras_llm.convert import files
+from keras_llm.convert import hf_archs
+from keras_llm.convert import weights
+
+logger = logging.getLogger(__name__)
+
+INSTALL = "pip install 'keras_llm[keras-hub]'"
+CONFIG_FILE = "config.json"  # keras-hub's names (keras_hub.src.utils)
+TASK_CONFIG_FILE = "task.json"
+TASK_WEIGHTS_FILE = "task.weights.h5"
+TOKENIZER_CONFIG_FILE = "tokenizer.json"
+WEIGHTS_FILES = ("model.weights.h5", "model.weights.json")  # whole, sharded
+# keras-hub's T5 fixes its relative-position buckets (T5MultiHeadAttention).
+HUB_T5_BUCKETS, HUB_T5_MAX_DISTANCE = 32, 128
+HUB_GPT2_EPSILON, HUB_BERT_EPSILON = 1e-5, 1e-12  # fixed by keras-hub too
+
+
+def import_keras_hub():
+    """`keras_hub`, or a `ValueError` naming the extra to install (the CLI
+    prints it as one line)."""
+    try:
+        import keras_hub
+    except ImportError:
+        raise ValueError(
+            f"Converting keras-hub presets needs keras-hub: {INSTALL}"
+        ) from None
+    return keras_hub
+
+
+# --- T5 ----------------------------------------------------------------------
+
+
+def _hub_activation_name(backbone):
+    """The name of a keras-hub backbone's activation function, in ours."""
+    name = backbone.get_config()["activation"]
+    if isinstance(name, dict):  # a registered function, e.g. gelu_approximate
+        name = str(name.get("config", ""))
+    name = name.split(">")[-1]
+    return {"gelu_approximate": "gelu_tanh", "swish": "silu"}.get(name, name)
+
+
+def _t5_model_config(backbone):
+    activation = _hub_activation_name(backbone)
+    if activation not in ("relu", "gelu", "gelu_tanh", "silu"):
+        raise ValueError(
+            f"T5Backbone activation {activation!r} is not supported "
+            "(keras_llm's T5 has relu, gelu, gelu_tanh or silu)."
+        )
+    return config_lib.T5Config(
+        vocabulary_size=backbone.vocabulary_size,
+        num_layers=backbone.num_layers,
+        num_heads=backbone.num_heads,
+        hidden_dim=backbone.hidden_dim,
+        intermediate_dim=backbone.intermediate_dim,
+        key_value_dim=backbone.key_value_dim,
+        dropout=backbone.dropout,
+        activation=activation,
+        use_gated_activation=backbone.use_gated_activation,
+        layer_norm_epsilon=backbone.layer_norm_epsilon,
+        tie_embedding_weights=backbone.tie_embedding_weights,
+        num_buckets=HUB_T5_BUCKETS,
+        max_distance=HUB_T5_MAX_DISTANCE,
+    )
+
+
+def _t5_hub_backbone(keras_hub, c):
+    if c.num_decoder_layers not in (None, c.num_layers):
+        raise ValueError(
+            "keras-hub's T5 has as many decoder as encoder layers. Received: "
+            f"num_layers={c.num_layers}, "
+            f"num_decoder_layers={c.num_decoder_layers}"
+        )
+    if (c.num_buckets, c.max_distance) != (HUB_T5_BUCKETS, HUB_T5_MAX_DISTANCE):
+        raise ValueError(
+            "keras-hub's T5 has 32 relative-position buckets and max distance "
+            f"128. Received: num_buckets={c.num_buckets}, "
+            f"max_distance={c.max_distance}"
+        )
+    if c.activation == "gelu_tanh":
+        from keras_hub.src.utils.keras_utils import gelu_approximate
+
+        activation = gelu_approximate
+    else:
+        activation = c.activation
+    return keras_hub.models.T5Backbone(
+        vocabulary_size=c.vocabulary_size,
+        num_layers=c.num_layers,
+        num_heads=c.num_heads,
+        hidden_dim=c.hidden_dim,
+        intermediate_dim=c.intermediate_dim,
+        key_value_dim=c.key_value_dim,
+        dropout=c.dropout,
+        activation=activation,
+        use_gated_activation=c.use_gated_activation,
+        layer_norm_epsilon=c.layer_norm_epsilon,
+        tie_embedding_weights=c.tie_embedding_weights,
+    )
+
+
+def t5_pairs(model):
+    """`(our variable, keras-hub path, Layout)` for every weight of a
+    `T5Seq2SeqLM` (its head is the token embedding: tied, or its
+    `reverse_embeddings`)."""
+    b = model.backbone
+    d, h, k = b.hidden_dim, b.num_heads, b.head_dim
+    # keras-hub projects with Dense (D, H*K) and (H*K, D); we with
+    # EinsumDense (D, H, K) and (H, K, D).
+    to_heads = weights.reshaped((d, h, k), (d, h * k))
+    from_heads = weights.reshaped((h, k, d), (h * k, d))
+    pairs = [(b.token_embedding.embeddings, "token_embedding.embeddings", None)]
+    if not b.tie_embedding_weights:
+        pairs.append(
+            (
+                b.token_embedding.reverse_embeddings,
+                "token_embedding.reverse_embeddings",
+                None,
+            )
+        )
+    for side in ("encoder", "decoder"):
+        layers = f"{side}_transformer_layers"
+        pairs += [
+            (
+                getattr(b, f"{side}_relative_bias").embeddings,
+                f"{layers}.0.self_attention.relative_attention_bias",
+                None,
+            ),
+            (
+                getattr(b, f"{side}_final_norm").scale,
+                f"{side}_layer_norm.weight",
+                None,
+            ),
+        ]
+        for i, block in enumerate(getattr(b, f"{side}_blocks")):
+            p = f"{layers}.{i}"
+            attentions = [("self_attention", block.self_attention_norm)]
+            if side == "decoder":
+                attentions.append(
+                    ("cross_attention", block.cross_attention_norm)
+                )
+            for name, norm in attentions:
+                attention = getattr(block, name)
+                pairs += [
+                    (
+                        getattr(attention, f"{ours}_dense").kernel,
+                        f"{p}.{name}.{theirs}_projector.kernel",
+                        to_heads if ours != "output" else from_heads,
+                    )
+                    for ours, theirs in (
+                        ("query", "query"),
+                        ("key", "key"),
+                        ("value", "value"),
+                        ("output", "output"),
+                    )
+                ]
+                pairs.append(
+                    (norm.scale, f"{p}.{name}_layer_norm.weight", None)
+                )
+            feedforward = block.feedforward
+            # The activated projection is the first; the gate is linear.
+            pairs.append(
+                (
+                    feedforward.inner_dense.kernel,
+                    f"{p}.input_projector.kernel",
+                    None,
+                )
+            )
+            if b.use_gated_activation:
+                pairs.append(
+                    (
+                        feedforward.linear_dense.kernel,
+                        f"{p}.gate_projector.kernel",
+                        None,
+                    )
+                )
+            pairs += [
+                (
+                    feedforward.output_dense.kernel,
+                    f"{p}.output_projector.kernel",
+                    None,
+                ),
+                (block.feedforward_norm.scale, f"{p}.layer_norm.weight", None),
+            ]
+    return pairs
+
+
+def _t5_tokenizer_in(hub_tokenizer, model_config):
+    from keras_llm.data import tokenizer as tokenizer_lib
+
+    proto = hub_tokenizer.proto
+    pieces = tokenizer_lib.SentencePieceTokenizer(proto).num_pieces
+    # keras-hub's T5Tokenizer has no sentinels; T5 puts 100 above the
+    # pieces (as Hugging Face's T5Tokenizer), where the vocabulary has room.
+    room = model_config.vocabulary_size - pieces
+    num_sentinels = (
+        hf_archs.T5_SENTINELS if room >= hf_archs.T5_SENTINELS else 0
+    )
+    tokenizer = tokenizer_lib.SentencePieceTokenizer(proto, num_sentinels)
+    if num_sentinels:
+        note = (
+            f"The tokenizer has {num_sentinels} sentinels <extra_id_i> above "
+            f"the {pieces} SentencePiece pieces (ids {pieces}-"
+            f"{pieces + num_sentinels - 1}, as T5 numbers them); keras-hub's "
+            "T5Tokenizer reads <extra_id_i> in text as plain text."
+        )
+    else:
+        note = (
+            f"The tokenizer has no sentinels: vocabulary_size "
+            f"{model_config.vocabulary_size} leaves no room for "
+            f"{hf_archs.T5_SENTINELS} above the {pieces} pieces, so span "
+            "corruption (data.objective) is not available."
+        )
+    return tokenizer, [note]
+
+
+def _t5_tokenizer_out(keras_hub, tokenizer, tokenizer_dir):
+    notes = []
+    if tokenizer.num_sentinels:
+        notes.append(
+            f"keras-hub's T5Tokenizer has no sentinels: the model keeps the "
+            f"ids of our {tokenizer.num_sentinels} <extra_id_i>, but "
+            "keras-hub tokenizes <extra_id_i> in text as plain text."
+        )
+    return keras_hub.models.T5Tokenizer(proto=tokenizer.model), notes
+
+
+def _t5_task(keras_hub, backbone, tokenizer, data):
+    preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+        tokenizer,
+        encoder_sequence_length=data.sequence_length,
+        decoder_sequence_length=data.target_sequence_length,
+    )
+    return keras_hub.models.T5Seq2SeqLM(backbone, preprocessor=preprocessor)
+
+
+def _t5_data(model_config, tokenizer):
+    return config_lib.DataConfig(num_sentinels=tokenizer.num_sentinels)
+
+
+# --- GPT-2 and BERT: keras-hub's TransformerDecoder / TransformerEncoder ----
+
+
+def _block_pairs(block, prefix):
+    """Pairs of one of our blocks with a keras-hub TransformerDecoder (no
+    cross-attention) or TransformerEncoder: the same `(D, H, K)` and
+    `(H, K, D)` EinsumDense kernels, so no layout."""
+    attention = block.self_attention
+    a = f"{prefix}._self_attention_layer"
+    pairs = []
+    for ours, theirs in (
+        (attention.query_dense, "_query_dense"),
+        (attention.key_dense, "_key_dense"),
+        (attention.value_dense, "_value_dense"),
+        (attention.output_dense, "_output_dense"),
+    ):
+        pairs += [
+            (ours.kernel, f"{a}.{theirs}.kernel", None),
+            (ours.bias, f"{a}.{theirs}.bias", None),
+        ]
+    feedforward = block.feedforward
+    for ours, theirs in (
+        (block.self_attention_norm, "_self_attention_layer_norm"),
+        (block.feedforward_norm, "_feedforward_layer_norm"),
+    ):
+        pairs += _norm_pairs(ours, f"{prefix}.{theirs}")
+    for ours, theirs in (
+        (feedforward.inner_dense, "_feedforward_intermediate_dense"),
+        (feedforward.output_dense, "_feedforward_output_dense"),
+    ):
+        pairs += [
+            (ours.kernel, f"{prefix}.{theirs}.kernel", None),
+            (ours.bias, f"{prefix}.{theirs}.bias", None),
+        ]
+    return pairs
+
+
+def _norm_pairs(norm, path):
+    return [
+        (norm.gamma, f"{path}.gamma", None),
+        (norm.beta, f"{path}.beta", None),
+    ]
+
+
+def _learned_positions_data(model_config, tokenizer):
+    # As for Hugging Face's GPT-2 and BERT: no longer than the positions.
+    return config_lib.DataConfig(
+        sequence_length=min(512, model_config.max_sequence_length),
+        num_sentinels=0,
+    )
+
+
+# --- GPT-2 -------------------------------------------------------------------
+
+
+def _gpt2_model_config(backbone):
+    return config_lib.GPT2Config(
+        vocabulary_size=backbone.vocabulary_size,
+        num_layers=backbone.num_layers,
+        num_heads=backbone.num_heads,
+        hidden_dim=backbone.hidden_dim,
+        intermediate_dim=backbone.intermediate_dim,
+        dropout=backbone.dropout,
+        max_sequence_length=backbone.max_sequence_length,
+        layer_norm_epsilon=HUB_GPT2_EPSILON,
+    )
+
+
+def _gpt2_hub_backbone(keras_hub, c):
+    if c.layer_norm_epsilon != HUB_GPT2_EPSILON:
+        raise ValueError(
+            "keras-hub's GPT2Backbone fixes layer_norm_epsilon at 1e-05. "
+            f"Received: layer_norm_epsilon={c.layer_norm_epsilon}"
+        )
+    return keras_hub.models.GPT2Backbone(
+        vocabulary_size=c.vocabulary_size,
+        num_layers=c.num_layers,
+        num_heads=c.num_heads,
+        hidden_dim=c.hidden_dim,
+        intermediate_dim=c.intermediate_dim,
+        dropout=c.dropout,
+        max_sequence_length=c.max_sequence_length,
+    )
+
+
+def gpt2_pairs(model):
+    """`(our variable, keras-hub path, Layout)` for every weight of a
+    `GPT2CausalLM` (its head is the tied token embedding)."""
+    b = model.backbone
+    pairs = [
+        (b.token_embedding.embeddings, "token_embedding.embeddings", None),
+        (
+            b.position_embedding.position_embeddings,
+            "position_embedding.position_embeddings",
+            None,
+        ),
+        *_norm_pairs(b.layer_norm, "layer_norm"),
+    ]
+    for i, block in enumerate(b.transformer_blocks):
+        pairs += _block_pairs(block, f"transformer_layers.{i}")
+    return pairs
+
+
+def _gpt2_tokenizer_in(hub_tokenizer, model_config):
+    from keras_llm.data import tokenizer as tokenizer_lib
+
+    # keras-hub keeps a merges file's "#version" line as a merge (one that
+    # never applies).
+    merges = [m for m in hub_tokenizer.merges if not m.startswith("#version")]
+    tokenizer = tokenizer_lib.BytePairTokenizer(
+        hub_tokenizer.vocabulary, merges
+    )
+    return tokenizer, []
+
+
+def _gpt2_tokenizer_out(keras_hub, tokenizer, tokenizer_dir):
+    from keras_llm.data import bpe_tokenizer
+
+    hub_tokenizer = keras_hub.models.GPT2Tokenizer(
+        vocabulary=os.path.join(tokenizer_dir, bpe_tokenizer.VOCAB_FILE),
+        merges=os.path.join(tokenizer_dir, bpe_tokenizer.MERGES_FILE),
+    )
+    return hub_tokenizer, []
+
+
+def _gpt2_task(keras_hub, backbone, tokenizer, data):
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
+        tokenizer,
+        sequence_length=min(data.sequence_length, backbone.max_sequence_length),
+    )
+    return keras_hub.models.GPT2CausalLM(backbone, preprocessor=preprocessor)
+
+
+# --- BERT --------------------------------------------------------------------
+
+
+def _bert_model_config(backbone):
+    return config_lib.BertConfig(
+        vocabulary_size=backbone.vocabulary_size,
+        num_layers=backbone.num_layers,
+        num_heads=backbone.num_heads,
+        hidden_dim=backbone.hidden_dim,
+        intermediate_dim=backbone.intermediate_dim,
+        dropout=backbone.dropout,
+        max_sequence_length=backbone.max_sequence_length,
+        num_segments=backbone.num_segments,
+        layer_norm_epsilon=HUB_BERT_EPSILON,
+    )
+
+
+def _bert_hub_backbone(keras_hub, c):
+    if c.layer_norm_epsilon != HUB_BERT_EPSILON:
+        raise ValueError(
+            "keras-hub's BertBackbone fixes layer_norm_epsilon at 1e-12. "
+            f"Received: layer_norm_epsilon={c.layer_norm_epsilon}"
+        )
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=c.vocabulary_size,
+        num_layers=c.num_layers,
+        num_heads=c.num_heads,
+        hidden_dim=c.hidden_dim,
+        intermediate_dim=c.intermediate_dim,
+        dropout=c.dropout,
+        max_sequence_length=c.max_sequence_length,
+        num_segments=c.num_segments,
+    )
+
+
+def bert_pairs(model, with_head=True):
+    """`(our variable, keras-hub path, Layout)` for every weight of a
+    `BertMaskedLM`: the backbone's, and the masked-LM head's unless
+    `with_head` is False (a keras-hub preset of the backbone alone)."""
+    b = model.backbone
+    pairs = [
+        (b.token_embedding.embeddings, "token_embedding.embeddings", None),
+        (
+            b.position_embedding.position_embeddings,
+            "position_embedding.position_embeddings",
+            None,
+        ),
+        (b.segment_embedding.embeddings, "segment_embedding.embeddings", None),
+        *_norm_pairs(b.embeddings_layer_norm, "embeddings_layer_norm"),
+    ]
+    for i, block in enumerate(b.transformer_blocks):
+        pairs += _block_pairs(block, f"transformer_layers.{i}")
+    pairs += [
+        (b.pooled_dense.kernel, "pooled_dense.kernel", None),
+        (b.pooled_dense.bias, "pooled_dense.bias", None),
+    ]
+    if with_head:
+        # keras-hub's MaskedLMHead; the vocabulary projection is the tied
+        # token embedding.
+        head = "masked_lm_head"
+        pairs += [
+            (
+                model.transform_dense.kernel,
+                f"{head}._intermediate_dense.kernel",
+                None,
+            ),
+            (
+                model.transform_dense.bias,
+                f"{head}._intermediate_dense.bias",
+                None,
+            ),
+            *_norm_pairs(
+                model.transform_layer_norm, f"{head}._intermediate_layer_norm"
+            ),
+            (model.output_bias.bias, f"{head}._bias", None),
+        ]
+    return pairs
+
+
+def _bert_tokenizer_in(hub_tokenizer, model_config):
+    from keras_llm.data import tokenizer as tokenizer_lib
+
+    tokenizer = tokenizer_lib.WordPieceTokenizer(
+        hub_tokenizer.get_vocabulary(),
+        lowercase=bool(hub_tokenizer.lowercase),
+        strip_accents=bool(hub_tokenizer.strip_accents),
+    )
+    return tokenizer, []
+
+
+def _bert_tokenizer_out(keras_hub, tokenizer, tokenizer_dir):
+    from keras_llm.data import wordpiece_tokenizer
+
+    strip_accents = tokenizer.strip_accents
+    hub_tokenizer = keras_hub.models.BertTokenizer(
+        vocabulary=os.path.join(tokenizer_dir, wordpiece_tokenizer.VOCAB_FILE),
+        lowercase=tokenizer.lowercase,
+        # Ours follows `lowercase` unless told; keras-hub's defaults to off.
+        strip_accents=(
+            tokenizer.lowercase if strip_accents is None else strip_accents
+        ),
+    )
+    return hub_tokenizer, []
+
+
+def _bert_task(keras_hub, backbone, tokenizer, data):
+    preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
+        tokenizer,
+        sequence_length=min(data.sequence_length, backbone.max_sequence_length),
+    )
+    return keras_hub.models.BertMaskedLM(backbone, preprocessor=preprocessor)
+
+
+# --- The table of architectures ---------------------------------------------
+
+
+class _Arch(NamedTuple):
+    arch: str  # ours
+    backbone: str  # keras-hub's backbone class
+    task: str  # keras-hub's task class: what to-keras-hub writes
+    model_config: Callable  # keras-hub backbone → our model dataclass
+    hub_backbone: Callable  # (keras_hub, our model dataclass) → backbone
+    pairs: Callable  # our task model → (variable, path, Layout) pairs
+    tokenizer_in: Callable  # (keras-hub tokenizer, model config) → ours, notes
+    tokenizer_out: Callable  # (keras_hub, ours, its folder) → theirs, notes
+    hub_task: Callable  # (keras_hub, backbone, tokenizer, DataConfig) → task
+    data: Callable  # (model dataclass, tokenizer) → DataConfig
+
+
+ARCHS = (
+    _Arch("t5", "T5Backbone", "T5Seq2SeqLM", _t5_model_config,
+          _t5_hub_backbone, t5_pairs, _t5_tokenizer_in, _t5_tokenizer_out,
+          _t5_task, _t5_data),
+    _Arch("gpt2", "GPT2Backbone", "GPT2CausalLM", _gpt2_model_config,
+          _gpt2_hub_backbone, gpt2_pairs, _gpt2_tokenizer_in,
+          _gpt2_tokenizer_out, _gpt2_task, _learned_positions_data),
+    _Arch("bert", "BertBackbone", "BertMaskedLM", _bert_model_config,
+          _bert_hub_backbone, bert_pairs, _bert_tokenizer_in,
+          _bert_tokenizer_out, _bert_task, _learned_positions_data),
+)  # fmt: skip
+BY_BACKBONE = {arch.backbone: arch for arch in ARCHS}
+BY_ARCH = {arch.arch: arch for arch in ARCHS}
+
+
+# --- keras-hub preset → run directory ----------------------------------------
+
+
+def convert_keras_hub(
+    preset_dir: str, out_dir: str, *, overwrite: bool = False
+) -> str:
+    """Converts a local keras-hub preset into a run directory.
+
+    keras-hub loads the preset (`Backbone.from_preset`; `BertMaskedLM`'s
+    `from_preset` when the preset holds that head; the tokenizer's
+    `from_preset`); our config is built from the backbone's, its weights are
+    copied variable by variable, and our tokenizer is built from the
+    preset's vocabulary. Afterwards `keras_llm.load(out_dir)` gives the task
+    model and `kllm train out_dir/config.yaml` fine-tunes it.
+
+    Args:
+        preset_dir: a folder written by keras-hub's `save_to_preset`:
+            `config.json`, `model.weights.h5`, `tokenizer.json` and
+            `assets/tokenizer/`.
+        out_dir: the run directory to create.
+        overwrite: replace `out_dir` if it exists (the old one is deleted
+            only once the new one is in place).
+
+    Returns:
+        `out_dir`.
+
+    Raises:
+        FileExistsError: `out_dir` exists and `overwrite` is False.
+        FileNotFoundError: `preset_dir` or one of its files is missing.
+        ValueError: not a keras-hub preset, an unsupported backbone or
+            setting, keras-hub not installed, or weights that do not fit
+            (every mismatch listed).
+    """
+    preset_dir, out_dir = os.fspath(preset_dir), os.fspath(out_dir)
+    files.check_target(out_dir, overwrite)
+    if not os.path.isdir(preset_dir):
+        raise FileNotFoundError(f"Preset folder not found: {preset_dir}")
+    if os.path.realpath(preset_dir) == os.path.realpath(out_dir):
+        raise ValueError(f"--out must differ from the preset: {preset_dir}")
+    config_path = os.path.join(preset_dir, CONFIG_FILE)
+    backbone_class = _preset_class(config_path, preset_dir)
+    arch = BY_BACKBONE.get(backbone_class)
+    if arch is None:
+        raise ValueError(
+            f"{config_path}: keras-hub backbone {backbone_class} is not "
+            "supported. "
+            "kllm convert keras-hub supports "
+            f"{', '.join(BY_BACKBONE)}."
+        )
+    if not any(
+        os.path.isfile(os.path.join(preset_dir, name)) for name in WEIGHTS_FILES
+    ):
+        raise FileNotFoundError(
+            f"{os.path.join(preset_dir, WEIGHTS_FILES[0])} is missing: the "
+            "preset has no weights (write them with `save_to_preset`)."
+        )
+    tokenizer_path = os.path.join(preset_dir, TOKENIZER_CONFIG_FILE)
+    if not os.path.isfile(tokenizer_path):
+        raise FileNotFoundError(
+            f"{tokenizer_path} is missing: the preset has no tokenizer (save "
+            "the task, or `tokenizer.save_to_preset(PRESET)`)."
+        )
+    keras_hub = import_keras_hub()
+    with_head = arch.arch == "bert" and _has_bert_head(preset_dir)
+    with _keras_hub_errors(preset_dir):
+        if with_head:
+            hub_model = keras_hub.models.BertMaskedLM.from_preset(
+                preset_dir, preprocessor=None
+            )
+            backbone = hub_model.backbone
+        else:
+            backbone = keras_hub.models.Backbone.from_preset(preset_dir)
+            hub_model = backbone
+        hub_tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset_dir)
+    try:
+        model_config = arch.model_config(backbone)
+    except ValueError as error:  # ConfigError too: one line per problem
+        problems = "; ".join(str(error).splitlines())
+        raise ValueError(f"{config_path}: {problems}") from None
+    tokenizer, notes = arch.tokenizer_in(hub_tokenizer, model_config)
+    if tokenizer.vocabulary_size > model_config.vocabulary_size:
+        raise ValueError(
+            f"The tokenizer in {preset_dir} emits {tokenizer.vocabulary_size} "
+            f"ids, more than the backbone's vocabulary_size "
+            f"{model_config.vocabulary_size} in {config_path}."
+        )
+    from keras_llm.models import build_model  # TensorFlow
+
+    model = build_model(model_config)
+    pairs = (
+        arch.pairs(model, with_head)
+        if arch.arch == "bert"
+        else (arch.pairs(model))
+    )
+    try:
+        weights.assign_weights(pairs, _hub_arrays(hub_model, pairs))
+    except ValueError as error:
+        raise ValueError(
+            f"The weights in {preset_dir} do not fit {config_path}: {error}"
+        ) from None
+    if arch.arch == "bert":
+        notes = [*_bert_notes(with_head), *notes]
+    for note in notes:
+        logger.warning(note)
+    cfg = config_lib.ExperimentConfig(
+        model=model_config,
+        data=arch.data(model_config, tokenizer),
+        train=hf_archs.fine_tuning(arch.arch),
+    )
+    header = [
+        f"Converted by `kllm convert keras-hub` from "
+        f"{os.path.abspath(preset_dir)} ({type(hub_model).__name__}).",
+        *notes,
+        "data and train hold fine-tuning defaults: edit them, then run "
+        f"`kllm train {os.path.join(out_dir, rundir.CONFIG_FILE)}`.",
+    ]
+
+    def write(run_dir):
+        rundir.write_config(cfg, run_dir)
+        files.prepend_comments(rundir.config_path(run_dir), header)
+        tokenizer.save(os.path.join(run_dir, rundir.TOKENIZER_DIR))
+        rundir.save_model(model, run_dir)
+
+    files.write_atomically(out_dir, overwrite, write)
+    logger.info("Converted %s into %s.", preset_dir, out_dir)
+    return out_dir
+
+
+def _bert_notes(with_head):
+    notes = [
+        "keras-hub's BERT encoder layers use the tanh approximation of GELU, "
+        "keras_llm's (as Hugging Face's) the exact GELU: outputs differ "
+        "slightly (about 1e-3 on the logits)."
+    ]
+    if not with_head:
+        notes.append(
+            "The preset (BertBackbone) has no masked-LM head: the head of "
+            "BertMaskedLM keeps its random initialization (the backbone's "
+            "outputs are the preset's)."
+        )
+    return notes
+
+
+def _has_bert_head(preset_dir):
+    task_path = os.path.join(preset_dir, TASK_CONFIG_FILE)
+    if not os.path.isfile(os.path.join(preset_dir, TASK_WEIGHTS_FILE)):
+        return False
+    return _preset_class(task_path, preset_dir) == "BertMaskedLM"
+
+
+def _preset_class(config_path, preset_dir):
+    """The class name in a keras-hub config file (`config.json`,
+    `task.json`), checking that it is one."""
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(
+            f"{config_path} is missing: {preset_dir} is not a keras-hub "
+            "preset (write one with `save_to_preset`)."
+        )
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            config = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_path} is not valid JSON: {error}") from None
+    if isinstance(config, dict) and "class_name" in config:
+        return str(config["class_name"])
+    if isinstance(config, dict) and "model_type" in config:
+        raise ValueError(
+            f"{config_path} is a Hugging Face config, not a keras-hub "
+            f"preset's: convert {preset_dir} with `kllm convert hf`."
+        )
+    raise ValueError(
+        f"{config_path} names no class_name: {preset_dir} is not a keras-hub "
+        "preset (write one with `save_to_preset`)."
+    )
+
+
+@contextlib.contextmanager
+def _keras_hub_errors(preset_dir):
+    """keras-hub's own errors while loading, as one line naming the
+    preset."""
+    try:
+        yield
+    except Exception as error:  # keras-hub raises many kinds on a bad preset
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        raise ValueError(
+            f"keras-hub could not load the preset {preset_dir}: {lines[0]}"
+        ) from error
+
+
+def _hub_variable(model, path):
+    """The keras-hub variable at attribute path `path` (`a.0.b`) of a task
+    or backbone, or None. The tables name backbone weights from the backbone
+    and head weights from the task: a path that a task lacks is looked up on
+    its backbone."""
+    variable = _resolve(model, path)
+    if variable is None and hasattr(model, "backbone"):
+        variable = _resolve(model.backbone, path)
+    return variable
+
+
+def _resolve(model, path):
+    node = model
+    for part in path.split("."):
+        if part.isdigit():
+            index = int(part)
+            ok = isinstance(node, (list, tuple)) and index < len(node)
+            node = node[index] if ok else None
+        else:
+            node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def _hub_arrays(hub_model, pairs):
+    """The keras-hub values the pairs name, as numpy arrays (a missing
+    path is left out, so `assign_weights` lists it)."""
+    arrays = {}
+    for _, path, _ in pairs:
+        variable = _hub_variable(hub_model, path)
+        if variable is not None and hasattr(variable, "numpy"):
+            arrays[path] = np.asarray(variable.numpy())
+    return arrays
+
+
+# --- Run directory → keras-hub preset ----------------------------------------
+
+
+def convert_to_keras_hub(
+    run_dir: str, out_dir: str, *, overwrite: bool = False
+) -> str:
+    """Writes a run directory's model and tokenizer as a keras-hub preset.
+
+    The keras-hub task (`T5Seq2SeqLM`, `GPT2CausalLM`, `BertMaskedLM`) and
+    its preprocessor are built from our config and tokenizer, our latest
+    weights are copied into it through the same tables as
+    `convert_keras_hub`, in reverse, and `save_to_preset` writes it; then
+    `keras_hub.models.<task>.from_preset(out_dir)` loads it.
+
+    Args:
+        run_dir: a run directory (trained or converted) with a tokenizer.
+        out_dir: the preset folder to create.
+        overwrite: replace `out_dir` if it exists (only once the new one is
+            complete).
+
+    Returns:
+        `out_dir`.
+
+    Raises:
+        FileExistsError: `out_dir` exists and `overwrite` is False.
+        FileNotFoundError: no run directory, checkpoint or tokenizer.
+        ValueError: an arch keras-hub has no model for (the original
+            Transformer), a setting keras-hub's model lacks, or keras-hub
+            not installed.
+    """
+    run_dir, out_dir = os.fspath(run_dir), os.fspath(out_dir)
+    files.check_target(out_dir, overwrite)
+    if os.path.isdir(run_dir) and os.path.realpath(run_dir) == (
+        os.path.realpath(out_dir)
+    ):
+        raise ValueError(f"--out must differ from the run directory: {run_dir}")
+    cfg = rundir.read_config(run_dir)
+    name = config_lib.arch_of(cfg.model)
+    arch = BY_ARCH.get(name)
+    if arch is None:
+        raise ValueError(
+            f"{rundir.config_path(run_dir)}: arch {name!r} has no keras-hub "
+            "equivalent; kllm convert to-keras-hub writes "
+            f"{', '.join(BY_ARCH)} ({', '.join(BY_BACKBONE)})."
+        )
+    tokenizer_dir = os.path.join(run_dir, rundir.TOKENIZER_DIR)
+    if not os.path.isdir(tokenizer_dir):
+        raise FileNotFoundError(
+            f"{tokenizer_dir} is missing: a keras-hub preset needs the run's "
+            "tokenizer."
+        )
+    keras_hub = import_keras_hub()
+    try:
+        backbone = arch.hub_backbone(keras_hub, cfg.model)
+    except ValueError as error:
+        raise ValueError(f"{rundir.config_path(run_dir)}: {error}") from None
+    model = rundir.load(run_dir)
+    hub_tokenizer, notes = arch.tokenizer_out(
+        keras_hub, model.tokenizer, tokenizer_dir
+    )
+    task = arch.hub_task(keras_hub, backbone, hub_tokenizer, cfg.data)
+    arrays = weights.read_weights(arch.pairs(model))
+    missing = [path for path in arrays if _hub_variable(task, path) is None]
+    if missing:  # a table out of step with keras-hub: a bug, said plainly
+        raise ValueError(
+            f"keras-hub's {arch.task} has no {', '.join(missing)}."
+        )
+    weights.assign_weights(
+        [(_hub_variable(task, path), path, None) for path in arrays], arrays
+    )
+    if arch.arch == "bert":
+        notes = [*_bert_notes(with_head=True)[:1], *notes]
+    for note in notes:
+        logger.warning(note)
+
+    files.write_atomically(out_dir, overwrite, task.save_to_preset)
+    logger.info("Wrote keras-hub preset %s from %s.", out_dir, run_dir)
+    return out_dir
+
+
+def task_class(run_dir: str) -> str:
+    """The keras-hub task class that `convert_to_keras_hub(run_dir, ...)`
+    writes (for the CLI's message)."""
+    cfg = rundir.read_config(run_dir)
+    return BY_ARCH[config_lib.arch_of(cfg.model)].task
