@@ -132,6 +132,13 @@ def _read_prompts(
     is_flag=True,
     help='Print {"prompt": ..., "output": ...} JSON lines.',
 )
+@click.option(
+    "--keep-special-tokens",
+    is_flag=True,
+    help="Show special tokens (T5's <extra_id_N> sentinels, [UNK], ...) "
+    "and the tokenizer's raw spacing. By default outputs are Hugging "
+    "Face's decode(skip_special_tokens=True).",
+)
 @options.DEBUG
 def generate(
     run_dir: str,
@@ -141,6 +148,7 @@ def generate(
     batch_size: int,
     no_xla: bool,
     jsonl: bool,
+    keep_special_tokens: bool,
     debug: bool,
     **decoding,
 ) -> None:
@@ -161,7 +169,10 @@ def generate(
         lm = keras_llm.load(run_dir)
         if lm.kind == kinds.MASKED:  # --top-k: candidates
             results = lm.fill_mask(
-                prompts, decoding["top_k"] or 5, batch_size=batch_size
+                prompts,
+                decoding["top_k"] or 5,
+                batch_size=batch_size,
+                keep_special_tokens=keep_special_tokens,
             )
         else:
             outputs = lm.generate(
@@ -169,6 +180,7 @@ def generate(
                 options.generation_config(decoding),
                 jit_compile=not no_xla,
                 batch_size=batch_size,
+                keep_special_tokens=keep_special_tokens,
             )
             results = [{"output": output} for output in outputs]
     for prompt, result in zip(prompts, results):

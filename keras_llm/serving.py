@@ -139,11 +139,14 @@ class _Servable:
     """The traced functions of one export: the model, its input format (the
     tokenizer inside) and the decoding settings."""
 
-    def __init__(self, model, input_format, config):
+    def __init__(self, model, input_format, config, keep_special_tokens):
         self.model = model
         self.format = input_format
         self.tokenizer = input_format.tokenizer
         self.config = config
+        # Outputs as Hugging Face's batch_decode(skip_special_tokens=True)
+        # unless asked to keep them (sentinels, [UNK], ...).
+        self.skip_special_tokens = not keep_special_tokens
 
     def generate_ids(self, token_ids, padding_mask):
         return decode(
@@ -163,7 +166,11 @@ class _Servable:
             return {"outputs": self._fill_masks(inputs)}
         ids = self.format.prompt_ids(inputs, self.config.max_new_tokens)
         new = self.generate_ids(*self.format.pad_prompts(ids))
-        return {"outputs": self.tokenizer.detokenize(new)}
+        return {
+            "outputs": self.tokenizer.detokenize(
+                new, skip_special_tokens=self.skip_special_tokens
+            )
+        }
 
     def _fill_masks(self, inputs):
         tok = self.tokenizer
@@ -174,7 +181,10 @@ class _Servable:
         keep = tf.cast(features["padding_mask"], tf.bool)
         keep &= tf.not_equal(filled, tok.cls_id)
         keep &= tf.not_equal(filled, tok.sep_id)
-        return tok.detokenize(tf.ragged.boolean_mask(filled, keep))
+        return tok.detokenize(
+            tf.ragged.boolean_mask(filled, keep),
+            skip_special_tokens=self.skip_special_tokens,
+        )
 
     def score(self, inputs, targets):
         features, labels, weights = self.format.pair_examples(inputs, targets)
@@ -275,7 +285,14 @@ def write_models_config(out_dir):
 
 
 def export(
-    run_dir, out_dir, *, name=None, version=None, overwrite=False, config=None
+    run_dir,
+    out_dir,
+    *,
+    name=None,
+    version=None,
+    overwrite=False,
+    config=None,
+    keep_special_tokens=False,
 ):
     """Exports a run dir as a TF Serving SavedModel.
 
@@ -288,6 +305,10 @@ def export(
         overwrite: replace an existing version.
         config: `GenerationConfig` fixed into the graph (greedy, 32 new
             tokens by default).
+        keep_special_tokens: bool. `serving_default` keeps the special
+            tokens the tokenizer renders (T5's `<extra_id_N>`); by default
+            its outputs are Hugging Face's `batch_decode(ids,
+            skip_special_tokens=True)`, as `kllm generate` prints.
 
     Returns:
         The path of the written version folder.
@@ -325,7 +346,7 @@ def export(
             "export needs the run's tokenizer."
         )
     input_format = model.make_format()
-    servable = _Servable(model, input_format, config)
+    servable = _Servable(model, input_format, config, keep_special_tokens)
 
     strings = tf.TensorSpec([None], tf.string)
     ids = tf.TensorSpec([None, None], tf.int32)
@@ -358,6 +379,7 @@ def export(
             "version": version,
             "kind": kind,
             "generation": dataclasses.asdict(config),
+            "keep_special_tokens": bool(keep_special_tokens),
             "max_input_length": input_format.sequence_length,
             "max_target_length": input_format.target_sequence_length,
             "task_prefix": input_format.task_prefix,

@@ -212,9 +212,13 @@ def _strip_after_eos(ids, eos_id, pad_id):
     return np.where(after, pad_id, ids)
 
 
-def detokenize(tokenizer, ids):
-    """Python strings of int ids `(B, T)` (pads dropped)."""
-    texts = tokenizer.detokenize(tf.constant(ids, tf.int32)).numpy()
+def detokenize(tokenizer, ids, skip_special_tokens=False):
+    """Python strings of int ids `(B, T)` (pads dropped; with
+    `skip_special_tokens`, as Hugging Face's `batch_decode(ids,
+    skip_special_tokens=True)`: see `Tokenizer.detokenize`)."""
+    texts = tokenizer.detokenize(
+        tf.constant(ids, tf.int32), skip_special_tokens=skip_special_tokens
+    ).numpy()
     return [text.decode("utf-8", errors="replace") for text in texts]
 
 
@@ -270,6 +274,7 @@ def generate(
     *,
     jit_compile=True,
     batch_size=DEFAULT_BATCH_SIZE,
+    keep_special_tokens=False,
 ):
     """Generates a text for each prompt (`Task.generate` calls this).
 
@@ -286,6 +291,11 @@ def generate(
         config: `GenerationConfig`. Defaults to greedy, 32 tokens.
         jit_compile: bool. Compile the decode loop with XLA.
         batch_size: int. Prompts decoded together.
+        keep_special_tokens: bool. Keep the special tokens the tokenizer
+            renders (T5's `<extra_id_N>` sentinels, BERT's [CLS], ...).
+            By default the texts are those of Hugging Face's
+            `batch_decode(ids, skip_special_tokens=True)`: specials
+            dropped, the tokenizer's spacing.
 
     Returns:
         list of str, one per prompt.
@@ -309,5 +319,7 @@ def generate(
         batch_size=batch_size,
     )
     return detokenize(
-        tokenizer, _strip_after_eos(ids, tokenizer.eos_id, tokenizer.pad_id)
+        tokenizer,
+        _strip_after_eos(ids, tokenizer.eos_id, tokenizer.pad_id),
+        skip_special_tokens=not keep_special_tokens,
     )

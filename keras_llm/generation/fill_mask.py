@@ -11,7 +11,13 @@ from keras_llm.generation.driver import detokenize
 
 
 def fill_mask(
-    model, input_format, texts, top_k=5, *, batch_size=DEFAULT_BATCH_SIZE
+    model,
+    input_format,
+    texts,
+    top_k=5,
+    *,
+    batch_size=DEFAULT_BATCH_SIZE,
+    keep_special_tokens=False,
 ):
     """Predicts the tokens behind each `[MASK]` (`MaskedLM.fill_mask`).
 
@@ -21,6 +27,10 @@ def fill_mask(
         texts: list of str (or one str), each with at least one `[MASK]`.
         top_k: int. Candidates per mask.
         batch_size: int. Texts run together.
+        keep_special_tokens: bool. In `output`, keep special tokens (an
+            [UNK] of the text, a predicted [SEP]) and the tokenizer's raw
+            spacing ("a , b"). By default `output` is Hugging Face's
+            `decode(ids, skip_special_tokens=True)`.
 
     Returns:
         One dict per text: `output`, the text with every mask replaced by
@@ -82,6 +92,10 @@ def fill_mask(
                 ]
                 for m, p in enumerate(positions)
             ]
-            output = detokenize(tokenizer, filled[None, 1:-1])[0]
+            output = detokenize(
+                tokenizer,
+                filled[None, 1:-1],
+                skip_special_tokens=not keep_special_tokens,
+            )[0]
             results.append({"output": output, "candidates": candidates})
     return results

@@ -141,6 +141,7 @@ class Task(keras.Model):
         *,
         jit_compile=True,
         batch_size=DEFAULT_BATCH_SIZE,
+        keep_special_tokens=False,
         **decoding,
     ):
         """Generates a text for each prompt (only the new text).
@@ -153,6 +154,10 @@ class Task(keras.Model):
                 `do_sample`, `temperature`, `top_k`, `top_p`, `seed`).
             jit_compile: bool. Compile the decode loop with XLA.
             batch_size: int. Prompts decoded together.
+            keep_special_tokens: bool. Keep T5's `<extra_id_N>` sentinels
+                and the other special tokens the tokenizer renders. By
+                default the texts are Hugging Face's `batch_decode(ids,
+                skip_special_tokens=True)`.
 
         Returns:
             list of str, one per prompt.
@@ -169,6 +174,7 @@ class Task(keras.Model):
             config,
             jit_compile=jit_compile,
             batch_size=batch_size,
+            keep_special_tokens=keep_special_tokens,
         )
 
 
@@ -265,13 +271,24 @@ class MaskedLM(Task):
             "log-likelihood of a target given an input."
         )
 
-    def fill_mask(self, texts, top_k=5, batch_size=DEFAULT_BATCH_SIZE):
+    def fill_mask(
+        self,
+        texts,
+        top_k=5,
+        batch_size=DEFAULT_BATCH_SIZE,
+        keep_special_tokens=False,
+    ):
         """Predicts the tokens behind each `[MASK]`; see
         `keras_llm.generation.fill_mask`."""
         from keras_llm import generation
 
         return generation.fill_mask(
-            self, self.make_format(), texts, top_k, batch_size=batch_size
+            self,
+            self.make_format(),
+            texts,
+            top_k,
+            batch_size=batch_size,
+            keep_special_tokens=keep_special_tokens,
         )
 
 
