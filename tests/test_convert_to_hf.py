@@ -6,7 +6,6 @@ HF → keras_llm → HF must give back the same tensors), and the tiny zoo
 models (random weights, tokenizers trained here).
 """
 
-
 import numpy as np
 import pytest
 import transformers
@@ -25,6 +24,8 @@ _AUTO = {
     "t5": transformers.AutoModelForSeq2SeqLM,
     "gpt2": transformers.AutoModelForCausalLM,
     "bert": transformers.AutoModelForMaskedLM,
+    "transformer": transformers.AutoModelForSeq2SeqLM,  # MarianMTModel
+    "llama": transformers.AutoModelForCausalLM,
 }
 
 
@@ -75,7 +76,10 @@ def test_round_trip_gives_back_the_same_tensors(converted, tmp_path, name):  # n
         np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("zoo_name", ["t5_tiny", "gpt2_tiny", "bert_tiny"])
+@pytest.mark.parametrize(
+    "zoo_name",
+    ["t5_tiny", "gpt2_tiny", "bert_tiny", "transformer_tiny", "llama_tiny"],
+)
 def test_zoo_models_open_in_hugging_face_with_the_same_outputs(
     tiny_run_dir, tmp_path, zoo_name
 ):
@@ -84,7 +88,10 @@ def test_zoo_models_open_in_hugging_face_with_the_same_outputs(
     arch = zoo_name.split("_")[0]
     reference = _from_pretrained(arch, out)
     ours = keras_llm.load(run_dir)
-    name = {"t5": "t5_v1_0", "gpt2": "gpt2", "bert": "bert_mlm"}[arch]
+    name = {  # how tests/test_convert.py compares each kind
+        "t5": "t5_v1_0", "transformer": "t5_v1_0", "gpt2": "gpt2",
+        "llama": "gpt2", "bert": "bert_mlm",
+    }[arch]  # fmt: skip
     for mine, expected in _compare(name, reference, ours):
         np.testing.assert_allclose(mine, expected, atol=1e-4, rtol=0)
         assert np.ptp(expected) > 0.1  # not trivially flat
@@ -118,3 +125,36 @@ def test_not_a_run_dir_is_named(tmp_path):
     assert result.exit_code == 1
     assert "is not a run directory" in result.output
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize(
+    "zoo_name",
+    ["t5_tiny", "gpt2_tiny", "bert_tiny", "transformer_tiny", "llama_tiny"],
+)
+def test_out_and_back_in_gives_the_same_model(tiny_run_dir, tmp_path, zoo_name):
+    """keras_llm → Hugging Face → keras_llm: every weight and token id as
+    it was (the Transformer passes through MarianMTModel, its channels
+    permuted out and back)."""
+    run_dir = tiny_run_dir(zoo_name)
+    hf_dir = _to_hf(run_dir, tmp_path / "hf")
+    back = tmp_path / "back"
+    result = _kllm("convert", "hf", hf_dir, "--out", back)
+    assert result.exit_code == 0, result.output
+    ours, again = keras_llm.load(run_dir), keras_llm.load(str(back))
+    if zoo_name == "bert_tiny":  # the pooler does not go out (no MLM use)
+        skip = {v.path for v in ours.backbone.pooled_dense.weights}
+    else:
+        skip = set()
+    pairs = [
+        (a, b)
+        for a, b in zip(ours.weights, again.weights, strict=True)
+        if a.path not in skip
+    ]
+    for a, b in pairs:
+        assert a.path == b.path
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    texts = TEXTS + ["  spaces  and\ttabs, accents: café, naïve"]
+    assert (
+        again.tokenizer.tokenize(texts).to_list()
+        == ours.tokenizer.tokenize(texts).to_list()
+    )

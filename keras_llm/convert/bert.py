@@ -225,7 +225,9 @@ def hf_weight_pairs(model):
     ) + bert_mlm_head_pairs(model)
 
 
-HF_NOTES = (
-    "BertForMaskedLM has no pooler: the pooler's weights (unused by the "
-    "masked-LM head) are not written.",
-)
+def hf_notes(model_config):
+    """Warnings for `kllm convert to-hf`."""
+    return [
+        "BertForMaskedLM has no pooler: the pooler's weights (unused by the "
+        "masked-LM head) are not written."
+    ]

@@ -3,15 +3,16 @@
 ```
 SRC/config.json            → RUN_DIR/config.yaml   (model mapped, fine-tuning
                                                     defaults for data/train)
-SRC/spiece.model | vocab.txt | vocab.json + merges.txt
+SRC/tokenizer.json | spiece.model | vocab.txt | vocab.json + merges.txt
                            → RUN_DIR/tokenizer/
 SRC/model.safetensors | pytorch_model.bin (or shards)
                            → RUN_DIR/checkpoints/  (model only, step 0)
 ```
-T5 v1.0 and v1.1 (`model_type` t5), GPT-2 and BERT (with or without its
-masked-LM head). Everything is read and checked first, then written into a
-temporary folder beside RUN_DIR that is renamed into place, so a failed
-conversion leaves nothing behind.
+T5 v1.0 and v1.1 (`model_type` t5), GPT-2, BERT (with or without its
+masked-LM head), Llama, and Marian (as the original Transformer; see
+`keras_llm/convert/marian.py`). Everything is read and checked first, then
+written into a temporary folder beside RUN_DIR that is renamed into place,
+so a failed conversion leaves nothing behind.
 """
 
 import json
@@ -70,7 +71,8 @@ def convert_hf(src_dir: str, out_dir: str, *, overwrite: bool = False) -> str:
         raise ValueError(
             f"{config_path}: unsupported model_type {model_type!r}. kllm "
             f"convert hf supports {', '.join(hf_archs.ARCHS)} (T5 v1.0 and "
-            "v1.1, GPT-2, BERT)."
+            "v1.1, GPT-2, BERT, Llama, and Marian as the original "
+            "Transformer)."
         )
     try:
         model_config = arch.model_config(hf_config)

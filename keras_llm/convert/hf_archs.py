@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from keras_llm import config as config_lib
 from keras_llm.convert import llama
+from keras_llm.convert import marian
 from keras_llm.convert.bert import load_bert_weights
 from keras_llm.convert.gpt2 import load_gpt2_weights
 from keras_llm.convert.t5 import load_t5_weights
@@ -282,6 +283,8 @@ ARCHS = {
                   _learned_positions_data),
     "llama": _Arch(llama.llama_model_config, llama.llama_tokenizer,
                    llama.llama_weights, llama.llama_data),
+    "marian": _Arch(marian.model_config, marian.tokenizer,
+                    marian.load_weights, marian.data),
 }  # fmt: skip
 
 

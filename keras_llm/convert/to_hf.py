@@ -8,7 +8,8 @@ RUN_DIR/tokenizer/                  → OUT/tokenizer.json, tokenizer_config.jso
 `AutoModelFor….from_pretrained(OUT)` and `AutoTokenizer.from_pretrained(OUT)`
 open the result with no missing or unexpected weights. Each architecture's
 converter module (`keras_llm/convert/<arch>.py`) says how: `HF_ARCHITECTURE`,
-`hf_config(model_config, tokenizer)` and `hf_weight_pairs(model)` — the
+`hf_config(model_config, tokenizer)`, `hf_weight_pairs(model)` and
+optionally `hf_notes(model_config)` (warnings) — the
 same `(variable, name, Layout)` pairs `kllm convert hf` reads with, run
 backwards (`weights.read_weights`). Everything is written into a temporary
 folder beside OUT that is renamed into place.
@@ -32,6 +33,8 @@ _ARCHS = {
     "t5": ("keras_llm.convert.t5", "t5"),
     "gpt2": ("keras_llm.convert.gpt2", "gpt2"),
     "bert": ("keras_llm.convert.bert", "bert"),
+    "transformer": ("keras_llm.convert.marian", "marian"),
+    "llama": ("keras_llm.convert.llama", "llama"),
 }
 WEIGHTS_FILE = "model.safetensors"
 
@@ -85,7 +88,7 @@ def export_hf(run_dir: str, out_dir: str, *, overwrite: bool = False) -> str:
         name: np.ascontiguousarray(value, dtype=np.float32)
         for name, value in tensors.items()
     }
-    notes = list(getattr(module, "HF_NOTES", ()))
+    notes = module.hf_notes(model_config) if hasattr(module, "hf_notes") else []
 
     def write(folder):
         from safetensors.numpy import save_file
@@ -125,7 +128,4 @@ def _model_config(run_dir):
 def _write_tokenizer(tokenizer, folder, model_type):
     from keras_llm.convert import hf_tokenizer
 
-    if not hasattr(hf_tokenizer, "write_hf_tokenizer"):  # TEMPORARY
-        tokenizer.save(folder)
-        return
     hf_tokenizer.write_hf_tokenizer(tokenizer, folder, model_type)
