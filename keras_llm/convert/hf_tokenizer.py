@@ -378,11 +378,7 @@ def _bpe(data, config, path):
         eos_token=names["eos"],
         bos_token=None if names["bos"] == names["eos"] else names["bos"],
         pad_token=None if names["pad"] == names["eos"] else names["pad"],
-        special_tokens={
-            token: token_id
-            for token, token_id in special.items()
-            if token not in (names["eos"], names["bos"], names["pad"])
-        },
+        special_tokens=special,
         split_pattern=split_pattern,
         ignore_merges=bool(model.get("ignore_merges")),
     )

@@ -1,0 +1,429 @@
+"""Hugging Face's `tokenizer.json` in and out, and decoding as Hugging Face.
+
+Every tokenizer is built here: SentencePiece and WordPiece trained on
+`pydoc_data.topics`, GPT-2's real vocabulary (the test extra), a tiny
+Llama-3-style byte-level BPE trained with `tokenizers`; the Hugging Face
+folders are written by transformers' own `save_pretrained` (which, in
+transformers 5, writes `tokenizer.json` and no legacy files).
+"""
+
+import json
+import os
+import pydoc_data.topics
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import transformers
+
+from keras_llm.convert import hf_tokenizer
+from keras_llm.data import bpe_tokenizer
+from keras_llm.data import tokenizer as tokenizer_lib
+from tests import helpers
+from tests.data.test_tokenizer import SENTINEL_TEXTS
+from tests.data.test_tokenizer import TEXTS
+
+CORPUS = list(pydoc_data.topics.topics.values())[:40]
+NUM_SENTINELS = 100
+# Whitespace runs, accents, CJK, emoji, and special tokens in the text.
+VARIED = TEXTS + [
+    "a\n\n\nb",
+    "x  \n  y",
+    "'s 's  'S",
+    "end  ",
+    "  \tword  12345678  !!\n\nnext",
+    "Hello <|endoftext|> world<|end_of_text|>",
+    "[MASK] [mask] x[SEP]y [CLS]",
+]
+T5_TEXTS = VARIED + SENTINEL_TEXTS
+LLAMA3_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|reserved_special_token_0|>",
+]
+
+
+def _hf_ids(hf, texts):
+    return [hf(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+
+def _ids(tokenizer, texts):
+    return tokenizer.tokenize(tf.constant(texts)).to_list()
+
+
+def _strings(texts):
+    return [t.decode("utf-8") for t in np.asarray(texts).tolist()]
+
+
+# Hugging Face's tokenizer classes of the legacy folders.
+HF_CLASSES = {
+    "t5": lambda d: transformers.T5Tokenizer.from_pretrained(
+        d, extra_ids=NUM_SENTINELS
+    ),
+    "gpt2": transformers.GPT2Tokenizer.from_pretrained,
+    "bert": transformers.BertTokenizer.from_pretrained,
+}
+
+
+def _json_only(directory, name):
+    """Resaves a folder's tokenizer with transformers (tokenizer.json and
+    tokenizer_config.json), and removes the legacy files."""
+    hf = HF_CLASSES[name](str(directory))
+    for name in ("spiece.model", "vocab.json", "merges.txt", "vocab.txt"):
+        if (directory / name).exists():
+            (directory / name).unlink()
+    hf.save_pretrained(str(directory))
+    assert sorted(os.listdir(directory)) == [
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    return directory
+
+
+# --- Fixtures: our tokenizers and Hugging Face folders of them -----------
+
+
+@pytest.fixture(scope="module")
+def legacy_dirs(tmp_path_factory):
+    """kind → a folder with our tokenizer in Hugging Face's legacy files."""
+    root = tmp_path_factory.mktemp("legacy")
+    tokenizer_lib.train_sentencepiece(
+        CORPUS, 300, str(root / "t5"), num_sentinels=NUM_SENTINELS
+    )
+    tokenizer_lib.train_wordpiece(CORPUS, 300, str(root / "bert"))
+    (root / "gpt2").mkdir()
+    encoder, merges = helpers.gpt2_vocabulary_files()
+    shutil.copy(encoder, root / "gpt2" / "vocab.json")
+    shutil.copy(merges, root / "gpt2" / "merges.txt")
+    return {name: root / name for name in ("t5", "bert", "gpt2")}
+
+
+@pytest.fixture(scope="module")
+def ours(legacy_dirs):
+    return {
+        "t5": tokenizer_lib.load_tokenizer(str(legacy_dirs["t5"])),
+        "bert": tokenizer_lib.load_tokenizer(str(legacy_dirs["bert"])),
+        "gpt2": tokenizer_lib.BytePairTokenizer(
+            legacy_dirs["gpt2"] / "vocab.json",
+            legacy_dirs["gpt2"] / "merges.txt",
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def json_dirs(legacy_dirs, tmp_path_factory):
+    """name → a folder holding only tokenizer.json + tokenizer_config.json,
+    written by transformers from the legacy files."""
+    root = tmp_path_factory.mktemp("json")
+    dirs = {}
+    for name, legacy in legacy_dirs.items():
+        dirs[name] = root / name
+        shutil.copytree(legacy, dirs[name])
+        (dirs[name] / "keras_llm_tokenizer.json").unlink(missing_ok=True)
+        _json_only(dirs[name], name)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def llama3_dir(tmp_path_factory):
+    """A tiny Llama-3-style tokenizer (byte-level BPE, Llama 3's split
+    regex, ignore_merges, <|begin_of_text|> ...), saved by transformers."""
+    from tokenizers import AddedToken
+    from tokenizers import Regex
+    from tokenizers import Tokenizer
+    from tokenizers import decoders
+    from tokenizers import models
+    from tokenizers import pre_tokenizers
+    from tokenizers import trainers
+
+    tok = Tokenizer(models.BPE(ignore_merges=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(bpe_tokenizer.LLAMA3_SPLIT_PATTERN), "isolated"
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=700,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in LLAMA3_SPECIALS]
+    )
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|end_of_text|>",
+    )
+    directory = tmp_path_factory.mktemp("llama3")
+    hf.save_pretrained(str(directory))
+    return directory
+
+
+# --- tokenizer.json in ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["t5", "gpt2", "bert"])
+def test_tokenizer_json_ids_equal_hugging_face(json_dirs, ours, name):
+    directory = json_dirs[name]
+    tokenizer = hf_tokenizer.load_hf_tokenizer(str(directory))
+    hf = transformers.AutoTokenizer.from_pretrained(str(directory))
+    texts = T5_TEXTS if name == "t5" else VARIED
+    assert _ids(tokenizer, texts) == _hf_ids(hf, texts)
+    # The same tokenizer as the legacy files give, settings and all.
+    assert type(tokenizer) is type(ours[name])
+    assert tokenizer.vocabulary_size == ours[name].vocabulary_size == len(hf)
+    assert tokenizer.special_ids == ours[name].special_ids
+    assert sorted(tokenizer.special_ids) == sorted(hf.all_special_ids)
+    assert _ids(tokenizer, texts) == _ids(ours[name], texts)
+    if name == "t5":
+        assert tokenizer.num_sentinels == NUM_SENTINELS
+        assert tokenizer.sentinel_id(0) == hf.convert_tokens_to_ids(
+            "<extra_id_0>"
+        )
+        assert (tokenizer.pad_id, tokenizer.eos_id, tokenizer.unk_id) == (
+            0,
+            1,
+            2,
+        )
+
+
+def test_llama3_style_tokenizer_json_ids_equal_hugging_face(llama3_dir):
+    tokenizer = hf_tokenizer.load_hf_tokenizer(str(llama3_dir))
+    hf = transformers.AutoTokenizer.from_pretrained(str(llama3_dir))
+    texts = VARIED + [f"a{t}b {t} c" for t in LLAMA3_SPECIALS]
+    assert _ids(tokenizer, texts) == _hf_ids(hf, texts)
+    assert tokenizer.split_pattern == bpe_tokenizer.LLAMA3_SPLIT_PATTERN
+    assert tokenizer.ignore_merges
+    assert tokenizer.bos_id == hf.bos_token_id
+    assert tokenizer.eos_id == tokenizer.pad_id == hf.eos_token_id
+    # What skip_special_tokens drops: every added token marked special.
+    specials = [i for i, t in hf.added_tokens_decoder.items() if t.special]
+    assert sorted(tokenizer.special_ids) == sorted(specials)
+
+
+def test_llama3_split_equals_the_original_regex():
+    # Random texts from the characters where RE2 and Llama 3's lookahead
+    # regex could part: every kind of whitespace before letters, digits,
+    # punctuation and newlines.
+    from tokenizers import Regex
+    from tokenizers import pre_tokenizers
+
+    alphabet = list("ab Z9 1\t\n\r'sS!.,-é中 \xa0\u3000\x85")
+    alphabet += ["  ", "\n\n", "'re", "'LL", "😀", "x\u0301"]
+    rng = np.random.default_rng(0)
+    texts = [
+        "".join(rng.choice(alphabet, rng.integers(0, 14))) for _ in range(600)
+    ]
+    for pattern, split in (
+        (bpe_tokenizer.LLAMA3_SPLIT_PATTERN, bpe_tokenizer.split_words_llama3),
+        (bpe_tokenizer.GPT2_SPLIT_PATTERN, bpe_tokenizer.split_words),
+    ):
+        reference = pre_tokenizers.Split(Regex(pattern), "isolated")
+        ours = [
+            [w.decode("utf-8") for w in words]
+            for words in split(tf.constant(texts)).to_list()
+        ]
+        expected = [
+            [w for w, _ in reference.pre_tokenize_str(t)] for t in texts
+        ]
+        assert ours == expected
+
+
+def test_a_lookaround_free_split_regex_runs_as_written(llama3_dir, tmp_path):
+    shutil.copytree(llama3_dir, tmp_path / "tok")
+    path = tmp_path / "tok" / "tokenizer.json"
+    data = json.loads(path.read_text())
+    split = data["pre_tokenizer"]["pretokenizers"][0]
+    split["pattern"]["Regex"] = r"\p{L}+|\p{N}|[^\s\p{L}\p{N}]+|\s+"
+    path.write_text(json.dumps(data))
+    tokenizer = hf_tokenizer.load_hf_tokenizer(str(tmp_path / "tok"))
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert _ids(tokenizer, VARIED) == _hf_ids(hf, VARIED)
+
+    split["pattern"]["Regex"] = r"\w+(?=\s)|\s+"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="lookaround"):
+        hf_tokenizer.load_hf_tokenizer(str(tmp_path / "tok"))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d["model"].update(type="WordLevel"),
+            "tokenizer model type 'WordLevel' is not supported; keras_llm "
+            "reads Unigram (T5), byte-level BPE (GPT-2, Llama 3) and "
+            "WordPiece (BERT).",
+        ),
+        (
+            lambda d: d["model"].update(byte_fallback=True),
+            "SentencePiece-style BPE (byte_fallback, Metaspace: Llama 2, "
+            "Mistral) is not supported",
+        ),
+    ],
+)
+def test_unsupported_tokenizer_json_is_one_line(
+    llama3_dir, tmp_path, change, message
+):
+    shutil.copytree(llama3_dir, tmp_path / "tok")
+    path = tmp_path / "tok" / "tokenizer.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as error:
+        hf_tokenizer.load_hf_tokenizer(str(tmp_path / "tok"))
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+# --- tokenizer.json out ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["t5", "gpt2", "bert"])
+def test_written_files_load_in_transformers_with_our_ids(ours, name, tmp_path):
+    tokenizer = ours[name]
+    written = hf_tokenizer.write_hf_tokenizer(tokenizer, tmp_path, name)
+    legacy = {
+        "t5": ["spiece.model"],
+        "gpt2": ["merges.txt", "vocab.json"],
+        "bert": ["vocab.txt"],
+    }[name]
+    assert sorted(os.path.basename(p) for p in written) == sorted(
+        [
+            "special_tokens_map.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            *legacy,
+        ]
+    )
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    texts = T5_TEXTS if name == "t5" else VARIED
+    assert _ids(tokenizer, texts) == _hf_ids(hf, texts)
+    assert len(hf) == tokenizer.vocabulary_size
+    ids = _random_ids(tokenizer, 60)
+    assert _decode(tokenizer, ids) == hf.batch_decode(
+        ids, skip_special_tokens=True
+    )
+    # tokenizer.json alone (transformers 5 reads nothing else) and our
+    # reader give the same again.
+    for path in written:
+        if os.path.basename(path) in legacy:
+            os.remove(path)
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert _ids(tokenizer, texts) == _hf_ids(hf, texts)
+    again = hf_tokenizer.load_hf_tokenizer(str(tmp_path))
+    assert _ids(again, texts) == _ids(tokenizer, texts)
+    if name == "t5":
+        assert hf.convert_ids_to_tokens(tokenizer.sentinel_id(3)) == (
+            "<extra_id_3>"
+        )
+
+
+def test_llama3_style_round_trip(llama3_dir, tmp_path):
+    tokenizer = hf_tokenizer.load_hf_tokenizer(str(llama3_dir))
+    tokenizer.save(str(tmp_path / "ours"))  # our metadata keeps it all
+    loaded = tokenizer_lib.load_tokenizer(str(tmp_path / "ours"))
+    assert loaded.split_pattern == bpe_tokenizer.LLAMA3_SPLIT_PATTERN
+    hf_tokenizer.write_hf_tokenizer(loaded, tmp_path / "hf", "llama")
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    assert _ids(loaded, VARIED) == _hf_ids(hf, VARIED)
+    assert hf(["x"])["input_ids"] == [
+        [tokenizer.bos_id, *_ids(loaded, ["x"])[0]]
+    ]
+    ids = _random_ids(loaded, 40)
+    assert _decode(loaded, ids) == hf.batch_decode(
+        ids, skip_special_tokens=True
+    )
+
+
+# --- Decoding as Hugging Face ----------------------------------------------
+
+
+def _random_ids(tokenizer, rows, seed=0):
+    """Rows of random ids, each with a few special ids mixed in."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(rows):
+        row = rng.integers(0, tokenizer.vocabulary_size, rng.integers(1, 12))
+        row = row.tolist()
+        for _ in range(rng.integers(0, 4)):
+            special = int(rng.choice(tokenizer.special_ids))
+            row.insert(int(rng.integers(0, len(row) + 1)), special)
+        out.append(row)
+    return out
+
+
+def _decode(tokenizer, rows, skip=True):
+    texts = tokenizer.detokenize(
+        tf.ragged.constant(rows, dtype=tf.int32), skip_special_tokens=skip
+    )
+    return [t.decode("utf-8") for t in texts.numpy().tolist()]
+
+
+@pytest.mark.parametrize(
+    "name, cleanup",
+    [("t5", False), ("t5", True), ("gpt2", False), ("bert", False),
+     ("bert", True), ("bert_cased", True)],
+)  # fmt: skip
+def test_decode_skipping_specials_equals_hugging_face(
+    legacy_dirs, ours, tmp_path, name, cleanup
+):
+    if name == "bert_cased":
+        tokenizer = tokenizer_lib.WordPieceTokenizer(
+            legacy_dirs["bert"] / "vocab.txt", lowercase=False
+        )
+    else:
+        tokenizer = ours[name]
+    if cleanup:  # as the checkpoint's tokenizer_config.json would set it
+        tokenizer = type(tokenizer)(
+            *_files(tokenizer, legacy_dirs),
+            **{**tokenizer.get_config(), "clean_up_tokenization_spaces": True},
+        )
+    hf_tokenizer.write_hf_tokenizer(tokenizer, tmp_path, name.split("_")[0])
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    if name != "gpt2":  # transformers 5 never cleans up after a BPE
+        assert hf.clean_up_tokenization_spaces == cleanup
+    rows = _random_ids(tokenizer, 200, seed=1)
+    # Punctuation and contractions, where the spacing rules bite.
+    rows += [tokenizer.tokenize(t).numpy().tolist() for t in VARIED]
+    rows += [tokenizer.tokenize("a , b . c ? don ' t it 's").numpy().tolist()]
+    assert _decode(tokenizer, rows) == hf.batch_decode(
+        rows, skip_special_tokens=True
+    )
+    # In a graph, dense and padded, as generation and the export call it.
+    dense = tf.ragged.constant(rows).to_tensor(default_value=tokenizer.pad_id)
+    decode = tf.function(
+        lambda ids: tokenizer.detokenize(ids, skip_special_tokens=True)
+    )
+    assert _strings(decode(dense)) == _decode(tokenizer, rows)
+
+
+def _files(tokenizer, legacy_dirs):
+    if tokenizer.kind == "sentencepiece":
+        return [tokenizer.model]
+    if tokenizer.kind == "wordpiece":
+        return [legacy_dirs["bert"] / "vocab.txt"]
+    return [
+        legacy_dirs["gpt2"] / "vocab.json",
+        legacy_dirs["gpt2"] / "merges.txt",
+    ]
+
+
+def test_keeping_special_tokens_is_the_old_rendering(ours):
+    t5 = ours["t5"]
+    ids = [[t5.sentinel_id(0), *_ids(t5, ["Hello"])[0], t5.eos_id, 0]]
+    assert _decode(t5, ids, skip=False) == ["<extra_id_0> Hello"]
+    assert _decode(t5, ids) == ["Hello"]
+    bert = ours["bert"]
+    ids = [[bert.cls_id, *_ids(bert, ["a, b"])[0], bert.sep_id]]
+    assert _decode(bert, ids, skip=False) == ["[CLS] a , b [SEP]"]
+    assert _decode(bert, ids) == ["a, b"]
