@@ -132,10 +132,11 @@ def _t5_hub_backbone(keras_hub, c):
     )
 
 
-def t5_pairs(model):
+def t5_pairs(model, with_head=True):
     """`(our variable, keras-hub path, Layout)` for every weight of a
-    `T5Seq2SeqLM` (its head is the token embedding: tied, or its
-    `reverse_embeddings`)."""
+    `T5Seq2SeqLM`. Its head is the token embedding (tied, or its
+    `reverse_embeddings`): it has no weights of its own, so `with_head`
+    changes nothing."""
     b = model.backbone
     d, h, k = b.hidden_dim, b.num_heads, b.head_dim
     # keras-hub projects with Dense (D, H*K) and (H*K, D); we with
@@ -356,9 +357,10 @@ def _gpt2_hub_backbone(keras_hub, c):
     )
 
 
-def gpt2_pairs(model):
+def gpt2_pairs(model, with_head=True):
     """`(our variable, keras-hub path, Layout)` for every weight of a
-    `GPT2CausalLM` (its head is the tied token embedding)."""
+    `GPT2CausalLM`. Its head is the tied token embedding: `with_head`
+    changes nothing."""
     b = model.backbone
     pairs = [
         (b.token_embedding.embeddings, "token_embedding.embeddings", None),
@@ -517,6 +519,27 @@ def _bert_task(keras_hub, backbone, tokenizer, data):
     return keras_hub.models.BertMaskedLM(backbone, preprocessor=preprocessor)
 
 
+def _bert_notes(with_head):
+    notes = [
+        "keras-hub's BERT differs from keras_llm's (and Hugging Face's) in "
+        "two settings: its encoder layers use the tanh approximation of "
+        "GELU, its masked-LM head a layer-norm epsilon of 1e-5 (ours: exact "
+        "GELU, 1e-12). The weights are the same; logits differ by up to "
+        "about 1e-3."
+    ]
+    if not with_head:
+        notes.append(
+            "The preset (BertBackbone) has no masked-LM head: the head of "
+            "BertMaskedLM keeps its random initialization (the backbone's "
+            "outputs are the preset's)."
+        )
+    return notes
+
+
+def _no_notes(with_head):
+    return []
+
+
 # --- The table of architectures ---------------------------------------------
 
 
@@ -526,7 +549,11 @@ class _Arch(NamedTuple):
     task: str  # keras-hub's task class: what to-keras-hub writes
     model_config: Callable  # keras-hub backbone → our model dataclass
     hub_backbone: Callable  # (keras_hub, our model dataclass) → backbone
-    pairs: Callable  # our task model → (variable, path, Layout) pairs
+    pairs: Callable  # (our task model, with_head) → (variable, path, Layout)
+    # The keras-hub task has weights of its own (BertMaskedLM's head): a
+    # preset holds them only if it was saved from that task.
+    task_has_weights: bool
+    notes: Callable  # with_head → how keras-hub's model differs from ours
     tokenizer_in: Callable  # (keras-hub tokenizer, model config) → ours, notes
     tokenizer_out: Callable  # (keras_hub, ours, its folder) → theirs, notes
     hub_task: Callable  # (keras_hub, backbone, tokenizer, DataConfig) → task
@@ -535,14 +562,16 @@ class _Arch(NamedTuple):
 
 ARCHS = (
     _Arch("t5", "T5Backbone", "T5Seq2SeqLM", _t5_model_config,
-          _t5_hub_backbone, t5_pairs, _t5_tokenizer_in, _t5_tokenizer_out,
-          _t5_task, _t5_data),
+          _t5_hub_backbone, t5_pairs, False, _no_notes, _t5_tokenizer_in,
+          _t5_tokenizer_out, _t5_task, _t5_data),
     _Arch("gpt2", "GPT2Backbone", "GPT2CausalLM", _gpt2_model_config,
-          _gpt2_hub_backbone, gpt2_pairs, _gpt2_tokenizer_in,
-          _gpt2_tokenizer_out, _gpt2_task, _learned_positions_data),
+          _gpt2_hub_backbone, gpt2_pairs, False, _no_notes,
+          _gpt2_tokenizer_in, _gpt2_tokenizer_out, _gpt2_task,
+          _learned_positions_data),
     _Arch("bert", "BertBackbone", "BertMaskedLM", _bert_model_config,
-          _bert_hub_backbone, bert_pairs, _bert_tokenizer_in,
-          _bert_tokenizer_out, _bert_task, _learned_positions_data),
+          _bert_hub_backbone, bert_pairs, True, _bert_notes,
+          _bert_tokenizer_in, _bert_tokenizer_out, _bert_task,
+          _learned_positions_data),
 )  # fmt: skip
 BY_BACKBONE = {arch.backbone: arch for arch in ARCHS}
 BY_ARCH = {arch.arch: arch for arch in ARCHS}
@@ -611,10 +640,11 @@ def convert_keras_hub(
             "the task, or `tokenizer.save_to_preset(PRESET)`)."
         )
     keras_hub = import_keras_hub()
-    with_head = arch.arch == "bert" and _has_bert_head(preset_dir)
+    load_task = arch.task_has_weights and _holds_task(preset_dir, arch.task)
+    with_head = load_task or not arch.task_has_weights
     with _keras_hub_errors(preset_dir):
-        if with_head:
-            hub_model = keras_hub.models.BertMaskedLM.from_preset(
+        if load_task:
+            hub_model = getattr(keras_hub.models, arch.task).from_preset(
                 preset_dir, preprocessor=None
             )
             backbone = hub_model.backbone
@@ -637,19 +667,14 @@ def convert_keras_hub(
     from keras_llm.models import build_model  # TensorFlow
 
     model = build_model(model_config)
-    pairs = (
-        arch.pairs(model, with_head)
-        if arch.arch == "bert"
-        else (arch.pairs(model))
-    )
+    pairs = arch.pairs(model, with_head)
     try:
         weights.assign_weights(pairs, _hub_arrays(hub_model, pairs))
     except ValueError as error:
         raise ValueError(
             f"The weights in {preset_dir} do not fit {config_path}: {error}"
         ) from None
-    if arch.arch == "bert":
-        notes = [*_bert_notes(with_head), *notes]
+    notes = [*arch.notes(with_head), *notes]
     for note in notes:
         logger.warning(note)
     cfg = config_lib.ExperimentConfig(
@@ -676,26 +701,12 @@ def convert_keras_hub(
     return out_dir
 
 
-def _bert_notes(with_head):
-    notes = [
-        "keras-hub's BERT encoder layers use the tanh approximation of GELU, "
-        "keras_llm's (as Hugging Face's) the exact GELU: outputs differ "
-        "slightly (about 1e-3 on the logits)."
-    ]
-    if not with_head:
-        notes.append(
-            "The preset (BertBackbone) has no masked-LM head: the head of "
-            "BertMaskedLM keeps its random initialization (the backbone's "
-            "outputs are the preset's)."
-        )
-    return notes
-
-
-def _has_bert_head(preset_dir):
+def _holds_task(preset_dir, task):
+    """Whether the preset was saved from `task` with the task's weights."""
     task_path = os.path.join(preset_dir, TASK_CONFIG_FILE)
     if not os.path.isfile(os.path.join(preset_dir, TASK_WEIGHTS_FILE)):
         return False
-    return _preset_class(task_path, preset_dir) == "BertMaskedLM"
+    return _preset_class(task_path, preset_dir) == task
 
 
 def _preset_class(config_path, preset_dir):
@@ -834,7 +845,7 @@ def convert_to_keras_hub(
         keras_hub, model.tokenizer, tokenizer_dir
     )
     task = arch.hub_task(keras_hub, backbone, hub_tokenizer, cfg.data)
-    arrays = weights.read_weights(arch.pairs(model))
+    arrays = weights.read_weights(arch.pairs(model, True))
     missing = [path for path in arrays if _hub_variable(task, path) is None]
     if missing:  # a table out of step with keras-hub: a bug, said plainly
         raise ValueError(
@@ -843,8 +854,7 @@ def convert_to_keras_hub(
     weights.assign_weights(
         [(_hub_variable(task, path), path, None) for path in arrays], arrays
     )
-    if arch.arch == "bert":
-        notes = [*_bert_notes(with_head=True)[:1], *notes]
+    notes = [*arch.notes(True), *notes]
     for note in notes:
         logger.warning(note)
 
