@@ -53,6 +53,16 @@ PINNED = {
             + "\nla la la lafulfulfulful\n",
         },
     ),
+    # Recorded when Llama was added (after the refactor).
+    "llama_tiny": (
+        [],
+        [6.24308, 6.27864, 6.24235, 6.18183, 6.19332],
+        {
+            "greedy": "TTTTTTTT\n\nssssssss\n",
+            "beam": "T the the the the the the the\n"
+            + "directdirect fail fail fail fail fail fail\nssssssss\n",
+        },
+    ),
     "bert_tiny": (
         [],
         [6.15437, 6.2785, 6.25582, 6.19618, 6.12987],
