@@ -278,6 +278,31 @@ def test_gpt2_export_serves(tiny_run_dir, tmp_path):
     assert len(served) == len(PROMPTS) + 1
 
 
+@pytest.mark.large
+def test_llama_export_serves_strings(tiny_run_dir, tmp_path):
+    """Grouped-query attention, rotary positions and the KV cache of the
+    key/value heads, served from strings by the TF1 session loader."""
+    run_dir = tiny_run_dir("llama_tiny")
+    out = str(tmp_path / "models")
+    result = CliRunner().invoke(
+        cli,
+        ["export", run_dir, "--out", out, "--name", "llama",
+         "--max-new-tokens", str(NEW_TOKENS)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    reply = session_run(
+        os.path.join(out, "llama", "1"),
+        [{"signature": "serving_default", "inputs": {"inputs": PROMPTS}}],
+        tmp_path,
+    )
+    (served,) = reply["results"]
+    assert served["outputs"] == library_outputs(run_dir, PROMPTS)
+    assert len(set(served["outputs"])) > 1  # not one text for every prompt
+    ops = set(reply["ops"])
+    assert ops <= set(reply["core_ops"]) | set(reply["text_ops"])
+    assert reply["xla_functions"] == []
+
+
 def test_bert_export_fills_masks_and_encodes(tiny_run_dir, tmp_path):
     run_dir = tiny_run_dir("bert_tiny")
     result = CliRunner().invoke(
