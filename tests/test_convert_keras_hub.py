@@ -410,6 +410,30 @@ def test_the_transformer_has_no_keras_hub_equivalent(tmp_path):
            "t5, gpt2, bert")  # fmt: skip
 
 
+def test_a_tokenizer_keras_hubs_model_cannot_have(converted, tmp_path):
+    import shutil
+
+    _, gpt2_preset, gpt2_run = converted("gpt2")
+    _, bert_preset, bert_run = converted("bert_mlm")
+    # A GPT-2 run dir whose tokenizer is BERT's.
+    run_dir = tmp_path / "gpt2_run"
+    shutil.copytree(gpt2_run, run_dir)
+    shutil.rmtree(run_dir / "tokenizer")
+    shutil.copytree(bert_run / "tokenizer", run_dir / "tokenizer")
+    _fails(("to-keras-hub", run_dir), tmp_path / "presets" / "out",
+           f"{run_dir / 'tokenizer'} holds a wordpiece tokenizer",
+           "GPT2Tokenizer")  # fmt: skip
+    # A GPT-2 preset whose tokenizer is BERT's.
+    preset = tmp_path / "gpt2_preset"
+    shutil.copytree(gpt2_preset, preset)
+    shutil.rmtree(preset / "assets")
+    shutil.copytree(bert_preset / "assets", preset / "assets")
+    shutil.copy(bert_preset / "tokenizer.json", preset)
+    _fails(("keras-hub", preset), tmp_path / "runs" / "out",
+           f"{preset / 'tokenizer.json'}: a BertTokenizer",
+           "needs a BytePairTokenizer")  # fmt: skip
+
+
 def test_mismatched_weights_are_all_listed(presets):
     hub_model, _ = presets("t5_v1_0")
     config = config_lib.T5Config(

@@ -259,6 +259,15 @@ def _t5_tokenizer_out(keras_hub, tokenizer, tokenizer_dir):
     return keras_hub.models.T5Tokenizer(proto=tokenizer.model), notes
 
 
+def _t5_tokenizer_problem(tokenizer):
+    if tokenizer.kind != "sentencepiece":
+        return (
+            f"holds a {tokenizer.kind} tokenizer; keras-hub's T5Tokenizer "
+            "is a SentencePiece model"
+        )
+    return None
+
+
 def _t5_task(keras_hub, backbone, tokenizer, data):
     preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
         tokenizer,
@@ -398,6 +407,23 @@ def _gpt2_tokenizer_out(keras_hub, tokenizer, tokenizer_dir):
     return hub_tokenizer, []
 
 
+def _gpt2_tokenizer_problem(tokenizer):
+    if tokenizer.kind != "bpe":
+        return (
+            f"holds a {tokenizer.kind} tokenizer; keras-hub's GPT2Tokenizer "
+            "is a byte-level BPE (vocab.json + merges.txt)"
+        )
+    config = tokenizer.get_config()
+    if config != {"eos_token": "<|endoftext|>"}:
+        settings = ", ".join(f"{k}={v!r}" for k, v in config.items())
+        return (
+            f"holds a BPE tokenizer with {settings}; keras-hub's "
+            "GPT2Tokenizer has GPT-2's settings only (eos <|endoftext|>, "
+            "GPT-2's split)"
+        )
+    return None
+
+
 def _gpt2_task(keras_hub, backbone, tokenizer, data):
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
         tokenizer,
@@ -511,6 +537,15 @@ def _bert_tokenizer_out(keras_hub, tokenizer, tokenizer_dir):
     return hub_tokenizer, []
 
 
+def _bert_tokenizer_problem(tokenizer):
+    if tokenizer.kind != "wordpiece":
+        return (
+            f"holds a {tokenizer.kind} tokenizer; keras-hub's BertTokenizer "
+            "is a WordPiece vocabulary"
+        )
+    return None
+
+
 def _bert_task(keras_hub, backbone, tokenizer, data):
     preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
         tokenizer,
@@ -547,6 +582,7 @@ class _Arch(NamedTuple):
     arch: str  # ours
     backbone: str  # keras-hub's backbone class
     task: str  # keras-hub's task class: what to-keras-hub writes
+    tokenizer: str  # the keras_hub.tokenizers base class its tokenizer has
     model_config: Callable  # keras-hub backbone → our model dataclass
     hub_backbone: Callable  # (keras_hub, our model dataclass) → backbone
     pairs: Callable  # (our task model, with_head) → (variable, path, Layout)
@@ -556,23 +592,62 @@ class _Arch(NamedTuple):
     notes: Callable  # with_head → how keras-hub's model differs from ours
     tokenizer_in: Callable  # (keras-hub tokenizer, model config) → ours, notes
     tokenizer_out: Callable  # (keras_hub, ours, its folder) → theirs, notes
+    # Our tokenizer → why keras-hub's tokenizer cannot be it (or None).
+    tokenizer_problem: Callable
     hub_task: Callable  # (keras_hub, backbone, tokenizer, DataConfig) → task
     data: Callable  # (model dataclass, tokenizer) → DataConfig
 
 
 ARCHS = (
-    _Arch("t5", "T5Backbone", "T5Seq2SeqLM", _t5_model_config,
-          _t5_hub_backbone, t5_pairs, False, _no_notes, _t5_tokenizer_in,
-          _t5_tokenizer_out, _t5_task, _t5_data),
-    _Arch("gpt2", "GPT2Backbone", "GPT2CausalLM", _gpt2_model_config,
-          _gpt2_hub_backbone, gpt2_pairs, False, _no_notes,
-          _gpt2_tokenizer_in, _gpt2_tokenizer_out, _gpt2_task,
-          _learned_positions_data),
-    _Arch("bert", "BertBackbone", "BertMaskedLM", _bert_model_config,
-          _bert_hub_backbone, bert_pairs, True, _bert_notes,
-          _bert_tokenizer_in, _bert_tokenizer_out, _bert_task,
-          _learned_positions_data),
-)  # fmt: skip
+    _Arch(
+        arch="t5",
+        backbone="T5Backbone",
+        task="T5Seq2SeqLM",
+        tokenizer="SentencePieceTokenizer",
+        model_config=_t5_model_config,
+        hub_backbone=_t5_hub_backbone,
+        pairs=t5_pairs,
+        task_has_weights=False,
+        notes=_no_notes,
+        tokenizer_in=_t5_tokenizer_in,
+        tokenizer_out=_t5_tokenizer_out,
+        tokenizer_problem=_t5_tokenizer_problem,
+        hub_task=_t5_task,
+        data=_t5_data,
+    ),
+    _Arch(
+        arch="gpt2",
+        backbone="GPT2Backbone",
+        task="GPT2CausalLM",
+        tokenizer="BytePairTokenizer",
+        model_config=_gpt2_model_config,
+        hub_backbone=_gpt2_hub_backbone,
+        pairs=gpt2_pairs,
+        task_has_weights=False,
+        notes=_no_notes,
+        tokenizer_in=_gpt2_tokenizer_in,
+        tokenizer_out=_gpt2_tokenizer_out,
+        tokenizer_problem=_gpt2_tokenizer_problem,
+        hub_task=_gpt2_task,
+        data=_learned_positions_data,
+    ),
+    _Arch(
+        arch="bert",
+        backbone="BertBackbone",
+        task="BertMaskedLM",
+        tokenizer="WordPieceTokenizer",
+        model_config=_bert_model_config,
+        hub_backbone=_bert_hub_backbone,
+        pairs=bert_pairs,
+        task_has_weights=True,
+        notes=_bert_notes,
+        tokenizer_in=_bert_tokenizer_in,
+        tokenizer_out=_bert_tokenizer_out,
+        tokenizer_problem=_bert_tokenizer_problem,
+        hub_task=_bert_task,
+        data=_learned_positions_data,
+    ),
+)
 BY_BACKBONE = {arch.backbone: arch for arch in ARCHS}
 BY_ARCH = {arch.arch: arch for arch in ARCHS}
 
@@ -642,7 +717,7 @@ def convert_keras_hub(
     keras_hub = import_keras_hub()
     load_task = arch.task_has_weights and _holds_task(preset_dir, arch.task)
     with_head = load_task or not arch.task_has_weights
-    with _keras_hub_errors(preset_dir):
+    with _keras_hub_errors(f"load the preset {preset_dir}"):
         if load_task:
             hub_model = getattr(keras_hub.models, arch.task).from_preset(
                 preset_dir, preprocessor=None
@@ -652,6 +727,13 @@ def convert_keras_hub(
             backbone = keras_hub.models.Backbone.from_preset(preset_dir)
             hub_model = backbone
         hub_tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset_dir)
+    if not isinstance(
+        hub_tokenizer, getattr(keras_hub.tokenizers, arch.tokenizer)
+    ):
+        raise ValueError(
+            f"{tokenizer_path}: a {type(hub_tokenizer).__name__}; a "
+            f"{arch.backbone} preset needs a {arch.tokenizer}."
+        )
     try:
         model_config = arch.model_config(backbone)
     except ValueError as error:  # ConfigError too: one line per problem
@@ -736,16 +818,14 @@ def _preset_class(config_path, preset_dir):
 
 
 @contextlib.contextmanager
-def _keras_hub_errors(preset_dir):
-    """keras-hub's own errors while loading, as one line naming the
-    preset."""
+def _keras_hub_errors(doing):
+    """keras-hub's own errors, as one line saying what it could not do
+    (`doing`: "load the preset PATH")."""
     try:
         yield
     except Exception as error:  # keras-hub raises many kinds on a bad preset
         lines = str(error).strip().splitlines() or [type(error).__name__]
-        raise ValueError(
-            f"keras-hub could not load the preset {preset_dir}: {lines[0]}"
-        ) from error
+        raise ValueError(f"keras-hub could not {doing}: {lines[0]}") from error
 
 
 def _hub_variable(model, path):
@@ -835,16 +915,21 @@ def convert_to_keras_hub(
             f"{tokenizer_dir} is missing: a keras-hub preset needs the run's "
             "tokenizer."
         )
+    tokenizer = rundir.load_tokenizer(run_dir)
+    problem = arch.tokenizer_problem(tokenizer)
+    if problem:
+        raise ValueError(f"{tokenizer_dir} {problem}.")
     keras_hub = import_keras_hub()
     try:
         backbone = arch.hub_backbone(keras_hub, cfg.model)
-    except ValueError as error:
+    except ValueError as error:  # a setting keras-hub's model lacks
         raise ValueError(f"{rundir.config_path(run_dir)}: {error}") from None
+    with _keras_hub_errors(f"build its {arch.task} from {run_dir}"):
+        hub_tokenizer, notes = arch.tokenizer_out(
+            keras_hub, tokenizer, tokenizer_dir
+        )
+        task = arch.hub_task(keras_hub, backbone, hub_tokenizer, cfg.data)
     model = rundir.load(run_dir)
-    hub_tokenizer, notes = arch.tokenizer_out(
-        keras_hub, model.tokenizer, tokenizer_dir
-    )
-    task = arch.hub_task(keras_hub, backbone, hub_tokenizer, cfg.data)
     arrays = weights.read_weights(arch.pairs(model, True))
     missing = [path for path in arrays if _hub_variable(task, path) is None]
     if missing:  # a table out of step with keras-hub: a bug, said plainly
