@@ -402,12 +402,19 @@ def test_existing_out_needs_overwrite(converted, tmp_path):
         assert sorted(os.listdir(out.parent)) == ["out"]  # nothing left over
 
 
-def test_the_transformer_has_no_keras_hub_equivalent(tmp_path):
-    run_dir = tmp_path / "transformer"
-    rundir.write_config(config_lib.load_config("transformer_tiny"), run_dir)
+@pytest.mark.parametrize(
+    "zoo, message",
+    [
+        ("transformer_tiny", "arch 'transformer' has no keras-hub equivalent"),
+        ("llama_tiny", "arch 'llama' is not converted to keras-hub yet"),
+    ],
+)
+def test_an_arch_to_keras_hub_does_not_write(tmp_path, zoo, message):
+    run_dir = tmp_path / zoo
+    rundir.write_config(config_lib.load_config(zoo), run_dir)
     _fails(("to-keras-hub", run_dir), tmp_path / "presets" / "out",
-           "arch 'transformer' has no keras-hub equivalent",
-           "t5, gpt2, bert")  # fmt: skip
+           f"{run_dir / 'config.yaml'}: {message}",
+           "writes t5, gpt2, bert")  # fmt: skip
 
 
 def test_a_tokenizer_keras_hubs_model_cannot_have(converted, tmp_path):

@@ -650,6 +650,9 @@ ARCHS = (
 )
 BY_BACKBONE = {arch.backbone: arch for arch in ARCHS}
 BY_ARCH = {arch.arch: arch for arch in ARCHS}
+# Our archs keras-hub has no model for (the original Transformer of Vaswani
+# et al.: post-norm, sinusoids, one embedding for source, target and output).
+NO_KERAS_HUB_MODEL = ("transformer",)
 
 
 # --- keras-hub preset → run directory ----------------------------------------
@@ -904,10 +907,15 @@ def convert_to_keras_hub(
     name = config_lib.arch_of(cfg.model)
     arch = BY_ARCH.get(name)
     if arch is None:
+        reason = (
+            "has no keras-hub equivalent"
+            if name in NO_KERAS_HUB_MODEL
+            else "is not converted to keras-hub yet"
+        )
         raise ValueError(
-            f"{rundir.config_path(run_dir)}: arch {name!r} has no keras-hub "
-            "equivalent; kllm convert to-keras-hub writes "
-            f"{', '.join(BY_ARCH)} ({', '.join(BY_BACKBONE)})."
+            f"{rundir.config_path(run_dir)}: arch {name!r} {reason}; kllm "
+            f"convert to-keras-hub writes {', '.join(BY_ARCH)} "
+            f"({', '.join(BY_BACKBONE)})."
         )
     tokenizer_dir = os.path.join(run_dir, rundir.TOKENIZER_DIR)
     if not os.path.isdir(tokenizer_dir):
