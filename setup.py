@@ -52,7 +52,8 @@ setuptools.setup(
     extras_require={
         # Reads `pytorch_model.bin` checkpoints (`kllm convert hf`).
         "torch": [TORCH],
-        # The peer in benchmarks/ and in the layer parity tests.
+        # The peer in benchmarks/ and in the layer parity tests; kllm convert
+        # keras-hub / to-keras-hub.
         "keras-hub": [KERAS_HUB],
         # Draws docs/figures/ (docs/make_figures.py).
         "docs": ["matplotlib>=3.8"],
