@@ -427,3 +427,150 @@ def test_keeping_special_tokens_is_the_old_rendering(ours):
     ids = [[bert.cls_id, *_ids(bert, ["a, b"])[0], bert.sep_id]]
     assert _decode(bert, ids, skip=False) == ["[CLS] a , b [SEP]"]
     assert _decode(bert, ids) == ["a, b"]
+
+
+# --- kllm convert hf on folders with tokenizer.json only --------------------
+
+
+@pytest.fixture(scope="module")
+def json_checkpoints(tmp_path_factory):
+    """name → a tiny checkpoint folder (tests/test_convert.py's) whose
+    tokenizer is transformers 5's tokenizer.json, without legacy files."""
+    from tests import test_convert
+
+    spiece = tmp_path_factory.mktemp("spiece")
+    tokenizer_lib.train_sentencepiece(CORPUS, 200, str(spiece))
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            directory = tmp_path_factory.mktemp(f"{name}_json")
+            if name == "t5":
+                test_convert._t5(directory, gated=False)
+                shutil.copy(spiece / "spiece.model", directory)
+            elif name == "gpt2":
+                test_convert._gpt2(directory)
+            else:
+                test_convert._bert(
+                    directory, transformers.BertForMaskedLM, lowercase=True
+                )
+            hf = transformers.AutoTokenizer.from_pretrained(str(directory))
+            for legacy in ("spiece.model", "vocab.json", "merges.txt",
+                           "vocab.txt", "tokenizer_config.json"):  # fmt: skip
+                (directory / legacy).unlink(missing_ok=True)
+            hf.save_pretrained(str(directory))
+            cache[name] = directory
+        return cache[name]
+
+    return get
+
+
+def _convert(src, out):
+    from tests import test_convert
+
+    result = test_convert._kllm("convert", "hf", src, "--out", out)
+    assert result.exit_code == 0, result.output
+    return str(out)
+
+
+@pytest.mark.parametrize("name", ["t5", "gpt2", "bert"])
+def test_convert_hf_reads_tokenizer_json(json_checkpoints, tmp_path, name):
+    import keras_llm
+    from keras_llm import generation
+
+    src = json_checkpoints(name)
+    assert not {"spiece.model", "vocab.json", "vocab.txt"} & set(
+        os.listdir(src)
+    )
+    run_dir = _convert(src, tmp_path / "run")
+    lm = keras_llm.load(run_dir)
+    hf = transformers.AutoTokenizer.from_pretrained(str(src))
+    texts = T5_TEXTS if name == "t5" else VARIED
+    assert _ids(lm.tokenizer, texts) == _hf_ids(hf, texts)
+    if name == "t5":
+        assert lm.tokenizer.num_sentinels == NUM_SENTINELS
+    if name == "bert":
+        return
+    # generate gives Hugging Face's batch_decode(skip_special_tokens=True)
+    # of the generated ids; keep_special_tokens the old rendering.
+    from tests import test_convert
+
+    prompts = ["The for statement", "x", "Hello world"]
+    tokenizer = lm.tokenizer
+    # Hot sampling from the random model: sentinels and EOS come out.
+    config = generation.GenerationConfig(
+        max_new_tokens=6, do_sample=True, temperature=5.0, seed=3
+    )
+    ids = generation.generate_ids(
+        lm,
+        lm.make_format().prompt_ids(tf.constant(prompts), 6),
+        config,
+        eos_id=tokenizer.eos_id,
+        pad_id=tokenizer.pad_id,
+        jit_compile=False,
+    )
+    if name == "t5":
+        assert np.isin(ids, tokenizer.special_ids[3:]).any(), ids
+    outputs = lm.generate(prompts, config, jit_compile=False)
+    assert outputs == hf.batch_decode(ids, skip_special_tokens=True)
+    kept = lm.generate(
+        prompts, config, jit_compile=False, keep_special_tokens=True
+    )
+    assert kept == _decode(tokenizer, ids.tolist(), skip=False)
+    # kllm generate --keep-special-tokens reaches the library.
+    flags = ["--max-new-tokens", 6, "--do-sample", "--temperature", 5.0]
+    flags += ["--seed", 3, "--no-xla", "--jsonl", "--keep-special-tokens"]
+    result = test_convert._kllm("generate", run_dir, *prompts, *flags)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x)["output"] for x in result.stdout.splitlines()]
+    assert lines == kept
+    if name == "t5":
+        assert kept != outputs and "<extra_id_" in "".join(kept)
+
+
+def test_legacy_files_and_tokenizer_json_must_agree(json_checkpoints, tmp_path):
+    from tests import test_convert
+
+    src = test_convert._copy(json_checkpoints("bert"), tmp_path)
+    # vocab.txt of another (cased) tokenizer of the same size.
+    tokenizer_lib.train_wordpiece(
+        CORPUS, 300, str(tmp_path / "cased"), lowercase=False
+    )
+    shutil.copy(tmp_path / "cased" / "vocab.txt", src)
+    test_convert._fails(
+        src,
+        tmp_path / "runs" / "out",
+        f"{src / 'vocab.txt'} and {src / 'tokenizer.json'} disagree: ",
+        "keep the one that belongs to the checkpoint",
+    )
+
+
+def test_convert_refuses_an_unsupported_tokenizer_json(
+    json_checkpoints, tmp_path
+):
+    from tests import test_convert
+
+    src = test_convert._copy(json_checkpoints("bert"), tmp_path)
+    path = src / "tokenizer.json"
+    data = json.loads(path.read_text())
+    data["model"]["type"] = "WordLevel"
+    path.write_text(json.dumps(data))
+    test_convert._fails(
+        src,
+        tmp_path / "runs" / "out",
+        f"{path}: tokenizer model type 'WordLevel' is not supported",
+        "Unigram (T5), byte-level BPE (GPT-2, Llama 3) and WordPiece (BERT)",
+    )
+
+
+def test_no_tokenizer_at_all_names_both_choices(json_checkpoints, tmp_path):
+    from tests import test_convert
+
+    src = test_convert._copy(json_checkpoints("gpt2"), tmp_path)
+    (src / "tokenizer.json").unlink()
+    test_convert._fails(
+        src,
+        tmp_path / "runs" / "out",
+        f"{src / 'vocab.json'} is missing: a gpt2 checkpoint needs its "
+        "tokenizer files (vocab.json + merges.txt, or tokenizer.json).",
+    )
