@@ -46,6 +46,9 @@ setuptools.setup(
         "numpy>=1.26",
         # Writes model.safetensors (kllm convert to-hf).
         "safetensors>=0.4",
+        # kllm evaluate: BLEU and chrF, ROUGE.
+        "sacrebleu>=2.4,<3",
+        "rouge-score>=0.1.2",
         "click>=8.1",
         "pyyaml>=6.0",
     ],

@@ -11,6 +11,7 @@ import sys
 import click
 
 from keras_llm.cli import convert as convert_commands
+from keras_llm.cli import evaluate as evaluate_commands
 from keras_llm.cli import examples
 from keras_llm.cli import export as export_commands
 from keras_llm.cli import generate as generate_commands
@@ -186,3 +187,4 @@ cli.add_command(tokenizer_commands.tokenizer)
 cli.add_command(convert_commands.convert)
 cli.add_command(export_commands.export)
 cli.add_command(generate_commands.generate)
+cli.add_command(evaluate_commands.evaluate)

@@ -72,13 +72,14 @@ def check_checkpoint_state(run_dir):
         raise ValueError(f"{prefix}.index is missing (named in {path}): {fix}.")
 
 
-def load(run_dir, dtype=None):
+def load(run_dir, dtype=None, checkpoint=None):
     """The task model of a run dir: `keras_llm.rundir.load`, with a damaged
     checkpoint or tokenizer reported as one `ValueError`.
 
     Args:
         run_dir: path to a run directory.
         dtype: optional dtype policy for the rebuilt model.
+        checkpoint: `None` / `"latest"`, or the step of a kept checkpoint.
 
     Returns:
         The task model, with `model.tokenizer` and `model.config` (see
@@ -91,12 +92,12 @@ def load(run_dir, dtype=None):
     """
     check_checkpoint_state(run_dir)
     try:
-        return rundir.load(run_dir, dtype=dtype)
+        return rundir.load(run_dir, dtype=dtype, checkpoint=checkpoint)
     except Exception as error:
         # Any error raised while TensorFlow reads the checkpoint: OpErrors,
         # and the IndexError of a truncated data file.
         if _raised_in(error, _CHECKPOINT_CODE):
-            prefix = rundir.latest_checkpoint(run_dir)
+            prefix = rundir.select_checkpoint(run_dir, checkpoint)
             raise ValueError(
                 f"{prefix}: the checkpoint is damaged ({_first_line(error)}); "
                 "delete it or restore it from a backup."

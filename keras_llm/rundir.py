@@ -76,6 +76,62 @@ def latest_checkpoint(run_dir):
     return tf.train.latest_checkpoint(checkpoint_dir(run_dir))
 
 
+def checkpoint_steps(run_dir):
+    """The steps of the checkpoints kept in the run dir, ascending."""
+    directory = checkpoint_dir(run_dir)
+    if not os.path.isdir(directory):
+        return []
+    steps = []
+    for name in os.listdir(directory):
+        stem = name.removesuffix(".index")
+        if stem != name and stem.startswith("ckpt-") and stem[5:].isdigit():
+            steps.append(int(stem[5:]))
+    return sorted(steps)
+
+
+def checkpoint_step(prefix):
+    """The step in a checkpoint prefix `.../ckpt-N`, or `None`."""
+    tail = os.path.basename(prefix or "")
+    return int(tail[5:]) if tail[5:].isdigit() else None
+
+
+def select_checkpoint(run_dir, checkpoint=None):
+    """The prefix of the checkpoint to load.
+
+    Args:
+        run_dir: a run directory.
+        checkpoint: `None` or `"latest"` (the newest), or a step (int, or
+            its digits as a string).
+
+    Raises:
+        FileNotFoundError: no checkpoint, or none of that step (the
+            message lists the steps kept).
+        ValueError: `checkpoint` is neither `latest` nor a step.
+    """
+    if checkpoint is None or checkpoint == "latest":
+        prefix = latest_checkpoint(run_dir)
+        if prefix is None:
+            raise FileNotFoundError(
+                f"No checkpoint in {checkpoint_dir(run_dir)}: train the "
+                "model (`kllm train`) or convert one (`kllm convert`) first."
+            )
+        return prefix
+    text = str(checkpoint)
+    if not text.isdigit():
+        raise ValueError(
+            f"--checkpoint: expected latest or a step number. Received: "
+            f"{checkpoint!r}"
+        )
+    steps = checkpoint_steps(run_dir)
+    if int(text) not in steps:
+        kept = ", ".join(map(str, steps)) or "none"
+        raise FileNotFoundError(
+            f"No checkpoint of step {int(text)} in {checkpoint_dir(run_dir)} "
+            f"(steps kept: {kept})."
+        )
+    return os.path.join(checkpoint_dir(run_dir), f"ckpt-{int(text)}")
+
+
 def save_model(model, run_dir, step=0):
     """Writes a model-only checkpoint (what `kllm convert` produces)."""
     checkpoint = tf.train.Checkpoint(
@@ -103,9 +159,10 @@ def load_tokenizer(run_dir):
     return load(directory)
 
 
-def load(run_dir, dtype=None):
-    """The task model of a run dir, with its latest weights, tokenizer and
-    config: ready for `model.generate(...)` / `model.score(...)`.
+def load(run_dir, dtype=None, checkpoint=None):
+    """The task model of a run dir, with its latest weights (or those of
+    `checkpoint`), tokenizer and config: ready for `model.generate(...)` /
+    `model.score(...)`.
 
     Example:
     ```python
@@ -116,12 +173,15 @@ def load(run_dir, dtype=None):
     Args:
         run_dir: path to a run directory.
         dtype: optional dtype policy for the rebuilt model.
+        checkpoint: `None` / `"latest"`, or the step of a kept checkpoint
+            (see `select_checkpoint`).
 
     Returns:
         The task model (`keras_llm.models.Task`: a `keras.Model` taking the
         dict inputs of docs/architecture.md and returning logits), with
         `model.backbone`, `model.tokenizer` (`None` if the run dir has
-        no `tokenizer/`) and `model.config` (the run's `ExperimentConfig`).
+        no `tokenizer/`), `model.config` (the run's `ExperimentConfig`)
+        and `model.checkpoint_path` (the prefix its weights came from).
 
     Raises:
         FileNotFoundError: no run dir, config or checkpoint.
@@ -129,12 +189,7 @@ def load(run_dir, dtype=None):
     from keras_llm.models import build_model
 
     cfg = read_config(run_dir)
-    prefix = latest_checkpoint(run_dir)
-    if prefix is None:
-        raise FileNotFoundError(
-            f"No checkpoint in {checkpoint_dir(run_dir)}: train the model "
-            "(`kllm train`) or convert one (`kllm convert`) first."
-        )
+    prefix = select_checkpoint(run_dir, checkpoint)
     model = build_model(cfg.model, dtype=dtype)
     # Training checkpoints also hold the optimizer and data position.
     tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
@@ -142,4 +197,5 @@ def load(run_dir, dtype=None):
     has_tokenizer = os.path.isdir(os.path.join(run_dir, TOKENIZER_DIR))
     model.tokenizer = load_tokenizer(run_dir) if has_tokenizer else None
     model.config = cfg
+    model.checkpoint_path = prefix
     return model

@@ -26,7 +26,7 @@ from keras_llm.data import formats
 DEFAULT_BATCH_SIZE = 32
 # Set with plain attribute semantics: a tokenizer is a `tf.Module`, and
 # Keras would otherwise track it into the model's checkpoints.
-_ATTACHED = ("tokenizer", "config")
+_ATTACHED = ("tokenizer", "config", "checkpoint_path")
 
 
 class Task(keras.Model):
@@ -42,6 +42,7 @@ class Task(keras.Model):
     input_format = None  # a keras_llm.data.formats.InputFormat subclass
     tokenizer = None
     config = None
+    checkpoint_path = None  # the checkpoint prefix `keras_llm.load` read
 
     def __setattr__(self, name, value):
         if name in _ATTACHED:
