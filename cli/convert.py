@@ -8,7 +8,7 @@ from keras_llm.cli import options
 
 @click.group()
 def convert() -> None:
-    """Convert checkpoints into keras_llm run directories."""
+    """Convert checkpoints into keras_llm run directories, and back."""
 
 
 @convert.command(
