@@ -602,10 +602,13 @@ def pieces(tokenizer, ids):
 # --- Writing -----------------------------------------------------------------
 
 # Hugging Face tokenizer classes by model_type (others: the generic one).
+# The model's own tokenizer class, where our tokenizer is of its kind (a
+# GPT-2 run may use a SentencePiece tokenizer: then the generic class, which
+# reads tokenizer.json as written).
 _TOKENIZER_CLASSES = {
-    "t5": "T5Tokenizer",
-    "gpt2": "GPT2Tokenizer",
-    "bert": "BertTokenizer",
+    ("t5", "sentencepiece"): "T5Tokenizer",
+    ("gpt2", "bpe"): "GPT2Tokenizer",
+    ("bert", "wordpiece"): "BertTokenizer",
 }
 
 
@@ -661,7 +664,7 @@ def write_hf_tokenizer(tokenizer, directory, model_type):
     }
     config = {
         "tokenizer_class": _TOKENIZER_CLASSES.get(
-            model_type, "PreTrainedTokenizerFast"
+            (model_type, tokenizer.kind), "PreTrainedTokenizerFast"
         ),
         "clean_up_tokenization_spaces": tokenizer.clean_up_tokenization_spaces,
         "model_max_length": int(1e30),
