@@ -34,12 +34,17 @@ _STRING_FLOAT = re.compile(r"^([-+]?[0-9]*\.?[0-9]*)[eE]([-+]?[0-9]+)$")
 def _accepts(value: Any, tp: Any) -> bool:
     if isinstance(tp, types.UnionType):  # `int | None`
         return any(_accepts(value, arg) for arg in typing.get_args(tp))
+    if typing.get_origin(tp) is list:  # `list[str]`: a YAML sequence
+        (item,) = typing.get_args(tp)
+        return type(value) is list and all(_accepts(v, item) for v in value)
     if tp is float:  # an int is a fine float; a bool is not (type() is exact)
         return type(value) in (int, float)
     return type(value) is tp
 
 
 def _type_hint(value: Any, tp: Any) -> str:
+    if typing.get_origin(tp) is list and isinstance(value, str):
+        return f"write a YAML list: [{value}]"
     base = next(t for t in (*typing.get_args(tp), tp) if t is not type(None))
     if isinstance(value, bool) and base is str:
         return "YAML reads unquoted on/off/yes/no as booleans; quote the value"
@@ -107,7 +112,11 @@ def _check_type(key: str, value: Any, tp: Any) -> Problem | None:
     """Returns the `Problem` if `value` does not match annotation `tp`."""
     if _accepts(value, tp):
         return None
-    expected = " or ".join(_NAMES[t] for t in typing.get_args(tp) or (tp,))
+    if typing.get_origin(tp) is list:
+        item = _NAMES[typing.get_args(tp)[0]].split()[-1]
+        expected = f"a list of {item}s"
+    else:
+        expected = " or ".join(_NAMES[t] for t in typing.get_args(tp) or (tp,))
     got = _NAMES.get(type(value), f"a {type(value).__name__}")
     problem = f"expected {expected}, got {got}"
     return _problem(key, problem, value, _type_hint(value, tp), _TYPE)

@@ -161,6 +161,8 @@ def field_rules(cls: type, **required: Any) -> dict[str, list[checks.Rule]]:
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        return f"list of {_TYPE_NAMES[typing.get_args(tp)[0]]}s"
     args = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
     return " or ".join(_TYPE_NAMES[arg] for arg in args)
 
@@ -183,6 +185,10 @@ def _allowed(tp: Any, rules: list[checks.Rule]) -> str:
     args = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
     base = next(arg for arg in args if arg is not type(None))
     by_kind = {rule.kind: rule for rule in rules}
+    if "one_of" in by_kind and typing.get_origin(base) is list:
+        return "any of " + ", ".join(
+            f"`{c}`" for c in by_kind["one_of"].choices
+        )
     if "one_of" in by_kind:
         text = ", ".join(f"`{c}`" for c in by_kind["one_of"].choices)
         others = [
@@ -226,7 +232,9 @@ def _table(cls: type, **required: Any) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for field in dataclasses.fields(cls):
-        if field.default is dataclasses.MISSING:
+        if field.default_factory is not dataclasses.MISSING:
+            default = f"`{_yaml(field.default_factory())}`"
+        elif field.default is dataclasses.MISSING:
             default = "required"
         else:
             default = f"`{_yaml(field.default)}`"

@@ -18,14 +18,17 @@ from typing import Any
 from typing import ClassVar
 
 from keras_llm import kinds
+from keras_llm.config.checks import Rule
 from keras_llm.config.checks import _at_most
 from keras_llm.config.checks import _check_heads
 from keras_llm.config.checks import _fraction
 from keras_llm.config.checks import _one_of
 from keras_llm.config.checks import _positive
+from keras_llm.config.checks import _record
 from keras_llm.config.checks import _Section
 from keras_llm.config.errors import ConfigError
 from keras_llm.config.errors import Problem
+from keras_llm.config.errors import _did_you_mean
 from keras_llm.config.errors import _problem
 from keras_llm.config.lengths import span_corruption_lengths
 
@@ -502,6 +505,21 @@ class TrainConfig(_Section):
     # Seeds the weights, the data order, the objectives' noise and the
     # tokenizer trained at start.
     seed: int = 0
+    # Generation metrics measured at each validation, e.g. [bleu, chrf]:
+    # up to eval_examples validation pairs decoded greedily (XLA if
+    # runtime.jit_compile), logged as val_bleu, ... beside val_loss. Needs
+    # input/target pairs and a model that generates.
+    eval_metrics: list[str] = dataclasses.field(default_factory=list)
+    # Validation pairs decoded per validation for eval_metrics (the first
+    # ones of the split, the same each time).
+    eval_examples: int = 200
+    # The validation metric that picks checkpoints/best/: val_loss, val_ppl
+    # or val_<name> of a metric in eval_metrics (higher BLEU, chrF, ROUGE,
+    # exact match and F1 are better; lower loss and perplexity).
+    best_metric: str = "val_loss"
+    # Stop after this many validations in a row without a better
+    # best_metric; null: never stop early.
+    early_stopping_patience: int | None = None
 
     def _check(self) -> Iterator[Problem]:
         yield from _positive(
@@ -509,7 +527,11 @@ class TrainConfig(_Section):
             "eval_interval_steps", "checkpoint_interval_steps",
             "max_checkpoints_to_keep", "gradient_clip_norm",
             "eval_steps", "log_interval_steps", "checkpoint_interval_minutes",
+            "eval_examples", "early_stopping_patience",
         )  # fmt: skip
+        yield from _at_most(self, MAX_BATCH, "eval_examples")
+        yield from _at_most(self, MAX_STEPS, "early_stopping_patience")
+        yield from self._check_metrics()
         yield from _positive(
             self, "warmup_steps", "seed", "weight_decay", zero_ok=True
         )
@@ -539,6 +561,36 @@ class TrainConfig(_Section):
             problem = "must be positive for schedule inverse_sqrt"
             hint = "its rate is 1/sqrt(max(step, warmup_steps))"
             yield _problem("train.warmup_steps", problem, 0, hint)
+
+    def _check_metrics(self) -> Iterator[Problem]:
+        """`eval_metrics`: generation metrics of keras_llm.evaluation;
+        `best_metric`: a validation metric this run logs."""
+        from keras_llm.evaluation.metrics import METRICS
+
+        generation = [n for n, m in METRICS.items() if m.needs == "generation"]
+        _record("eval_metrics", Rule("one_of", choices=tuple(generation)))
+        for name in self.eval_metrics:
+            if name not in generation:
+                hint = _did_you_mean(name, generation)
+                yield _problem(
+                    "train.eval_metrics",
+                    f"{name!r} is not a generation metric ({hint})",
+                )
+        logged = ["val_loss", "val_ppl"]
+        logged += [f"val_{n}" for n in self.eval_metrics if n in generation]
+        if self.best_metric not in logged:
+            name = self.best_metric.removeprefix("val_")
+            hint = (
+                f"add {name} to train.eval_metrics"
+                if name in generation
+                else "one of " + ", ".join(logged)
+            )
+            yield _problem(
+                "train.best_metric",
+                "is not a validation metric this run logs",
+                self.best_metric,
+                hint,
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -586,6 +638,7 @@ class ExperimentConfig:
                     f"Received: {type(value).__name__}"
                 )
         problems = list(_check_fit(self.model, self.data))
+        problems += _check_eval_metrics(self.model, self.data, self.train)
         if problems:
             raise ConfigError(problems)
 
@@ -625,6 +678,38 @@ def _objective(model: Any, data: DataConfig) -> str:
     if _gives_pairs(data) or model.default_objective is None:
         return kinds.PAIR_OBJECTIVES[0]
     return model.default_objective
+
+
+def _check_eval_metrics(
+    model: Any, data: DataConfig, train: TrainConfig
+) -> list[Problem]:
+    """`train.eval_metrics` decode validation inputs and compare them with
+    their targets: the model must generate, the data must give pairs
+    (surely not for the built-in pydoc texts; files are checked once read)."""
+    if not train.eval_metrics:
+        return []
+    named = ", ".join(train.eval_metrics)
+    if model.kind not in (kinds.SEQ2SEQ, kinds.CAUSAL):
+        verb = "needs" if len(train.eval_metrics) == 1 else "need"
+        return [
+            _problem(
+                "train.eval_metrics",
+                f"{named} {verb} generated text; arch {arch_of(model)!r} "
+                f"(kind {model.kind}) does not generate",
+                hint="remove train.eval_metrics; val_loss is still logged",
+            )
+        ]
+    if data.source == "pydoc":
+        return [
+            _problem(
+                "train.eval_metrics",
+                f"{named} compare outputs with targets; data.source "
+                "'pydoc' gives single texts, no targets",
+                hint="train on input/target pairs (data.source: bible, or "
+                ".tsv / .jsonl files with data.target_field)",
+            )
+        ]
+    return []
 
 
 def _check_fit(model: Any, data: DataConfig) -> Iterator[Problem]:
