@@ -117,7 +117,8 @@ def to_keras_hub(
 @options.DEBUG
 def hf(src_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     """Convert a Hugging Face checkpoint folder SRC (T5 v1.0/v1.1, GPT-2,
-    BERT: config.json, weights, tokenizer files) into a run directory."""
+    BERT, Llama, Marian: config.json, weights, tokenizer files) into a run
+    directory."""
     from keras_llm.convert import hf as hf_lib  # TensorFlow
 
     with options.library_errors(debug):
