@@ -9,22 +9,64 @@ RUN_DIR/
                    position while training)
   logs/            TensorBoard
   metrics.jsonl
+  labels.json      a classifier's labels, sorted: a label's id is its index
 ```
 Trained, resumed and converted models all use it; `load`, `generate`,
 `eval` and `export` take a run dir.
 """
 
+import json
 import os
 
 import tensorflow as tf
 
 from keras_llm import config as config_lib
+from keras_llm import kinds
 
 CONFIG_FILE = "config.yaml"
 TOKENIZER_DIR = "tokenizer"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 METRICS_FILE = "metrics.jsonl"
+LABELS_FILE = "labels.json"
+
+
+def labels_path(run_dir):
+    return os.path.join(run_dir, LABELS_FILE)
+
+
+def read_labels(run_dir):
+    """A classifier run's labels (`labels.json`: a JSON list of strings).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: it is not a list of at least two distinct strings.
+    """
+    path = labels_path(run_dir)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} is missing: a classifier's run dir keeps its labels "
+            "there (kllm train writes it); restore it from a backup."
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            labels = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is damaged ({error}); restore it from a backup."
+        ) from None
+    if (
+        not isinstance(labels, list)
+        or len(labels) < 2
+        or not all(isinstance(label, str) for label in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise ValueError(
+            f"{path} must hold a JSON list of two or more distinct label "
+            "strings, in the order of the model's outputs; restore it from "
+            "a backup."
+        )
+    return labels
 
 
 def config_path(run_dir):
@@ -190,7 +232,10 @@ def load(run_dir, dtype=None, checkpoint=None):
 
     cfg = read_config(run_dir)
     prefix = select_checkpoint(run_dir, checkpoint)
-    model = build_model(cfg.model, dtype=dtype)
+    kind = config_lib.kind_of(cfg)  # the objective's: BERT may classify
+    labels = read_labels(run_dir) if kind == kinds.CLASSIFIER else None
+    task_kwargs = {"num_labels": len(labels)} if labels else {}
+    model = build_model(cfg.model, dtype=dtype, kind=kind, **task_kwargs)
     # Training checkpoints also hold the optimizer and data position.
     tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
     # A run dir without tokenizer/ still gives its weights.
@@ -198,4 +243,6 @@ def load(run_dir, dtype=None, checkpoint=None):
     model.tokenizer = load_tokenizer(run_dir) if has_tokenizer else None
     model.config = cfg
     model.checkpoint_path = prefix
+    if labels is not None:
+        model.labels = labels
     return model

@@ -39,7 +39,9 @@ from keras_llm.config.schema import T5Config
 from keras_llm.config.schema import TrainConfig
 from keras_llm.config.schema import TransformerConfig
 from keras_llm.config.schema import arch_of
+from keras_llm.config.schema import kind_of
 from keras_llm.config.schema import objective_of
+from keras_llm.config.schema import objectives_of
 from keras_llm.config.zoo import resolve
 from keras_llm.config.zoo import zoo_names
 from keras_llm.config.zoo import zoo_path
@@ -64,8 +66,10 @@ __all__ = [
     "arch_of",
     "config_from_dict",
     "dump_config",
+    "kind_of",
     "load_config",
     "objective_of",
+    "objectives_of",
     "parse_override",
     "resolve",
     "span_corruption_lengths",

@@ -185,6 +185,8 @@ class BertConfig(_Section):
     section: ClassVar[str] = "model"
     kind: ClassVar[str] = kinds.MASKED
     default_objective: ClassVar[str | None] = "masked_lm"
+    # It also trains as a classifier (data.objective: classification).
+    other_kinds: ClassVar[tuple[str, ...]] = (kinds.CLASSIFIER,)
 
     # Ids the model embeds and predicts; at least the tokenizer's.
     vocabulary_size: int
@@ -366,6 +368,17 @@ ModelConfig = (
 )
 
 
+def kinds_of(model_config: Any) -> tuple[str, ...]:
+    """The kinds a model config trains as: its `kind`, then any
+    `other_kinds` (BERT: masked, classifier)."""
+    return (model_config.kind, *getattr(model_config, "other_kinds", ()))
+
+
+def objectives_of(model_config: Any) -> tuple[str, ...]:
+    """The `data.objective` values (besides `auto`) a model config takes."""
+    return tuple(o for k in kinds_of(model_config) for o in kinds.OBJECTIVES[k])
+
+
 def arch_of(model_config: Any) -> str:
     """Returns the `arch` name of a model config, e.g. `"t5"`.
 
@@ -411,12 +424,18 @@ class DataConfig(_Section):
     text_field: str = "text"  # .jsonl / .tfrecord field of the (input) text
     # .jsonl / .tfrecord field of the target text: set it to read pairs.
     target_field: str | None = None
+    # .jsonl field of the label (objective classification; a .tsv has
+    # text<TAB>label). The label set is read from the training files.
+    label_field: str = "label"
     # What the model learns; auto: by arch (see model) and by whether the
     # data gives input/target pairs (then seq2seq).
     objective: str = "auto"
     # Text put before every input (seq2seq), e.g. "translate English to
     # Spanish: ".
     task_prefix: str = ""
+    # causal_lm on prompt/completion pairs: false puts the loss on the
+    # completion only (and the EOS after it); true on the prompt too.
+    loss_on_prompt: bool = False
     # Tokens per example: the encoder's input (seq2seq, span corruption),
     # the whole text (causal, masked). At least 4, and at most
     # model.max_sequence_length where the model has one.
@@ -505,6 +524,12 @@ class TrainConfig(_Section):
     # Seeds the weights, the data order, the objectives' noise and the
     # tokenizer trained at start.
     seed: int = 0
+    # A run dir (trained or converted) whose weights a new run starts from:
+    # the backbone's, and the task layers' too when the task is the same
+    # (a classifier's head starts fresh on a masked LM's backbone). Its
+    # model section must equal this one; its tokenizer is used unless
+    # data.tokenizer is set. Ignored when the run dir holds a checkpoint.
+    init_checkpoint: str | None = None
     # Generation metrics measured at each validation, e.g. [bleu, chrf]:
     # up to eval_examples validation pairs decoded greedily (XLA if
     # runtime.jit_compile), logged as val_bleu, ... beside val_loss. Needs
@@ -643,6 +668,29 @@ class ExperimentConfig:
             raise ConfigError(problems)
 
 
+def _labelled_files(data: DataConfig) -> Iterator[Problem]:
+    """Classification reads labelled .tsv or .jsonl files only."""
+    if data.source != "files":
+        yield _problem(
+            "data.source",
+            "objective classification reads labelled files",
+            data.source,
+            "set data.source: files and data.train_files to .tsv "
+            "(text<TAB>label) or .jsonl (data.text_field, data.label_field)",
+        )
+        return
+    for key in ("train_files", "validation_files"):
+        glob = getattr(data, key)
+        extension = os.path.splitext(glob or "")[1]
+        if glob and extension not in (".tsv", ".jsonl"):
+            yield _problem(
+                f"data.{key}",
+                "objective classification reads .tsv (text<TAB>label) or "
+                ".jsonl files",
+                glob,
+            )
+
+
 # --- Checks across sections: what the data pipeline would refuse -----------
 # Only what the config alone decides. Whether the source gives input/target
 # pairs is sure only once the data is read, so the pipeline keeps the checks
@@ -675,9 +723,18 @@ def objective_of(cfg: ExperimentConfig) -> str:
 def _objective(model: Any, data: DataConfig) -> str:
     if data.objective != "auto":
         return data.objective
-    if _gives_pairs(data) or model.default_objective is None:
+    default = model.default_objective
+    if default is None:
         return kinds.PAIR_OBJECTIVES[0]
-    return model.default_objective
+    if _gives_pairs(data) and default not in kinds.EITHER_OBJECTIVES:
+        return kinds.PAIR_OBJECTIVES[0]
+    return default
+
+
+def kind_of(cfg: ExperimentConfig) -> str:
+    """The kind of task model a config trains (`keras_llm.kinds`): the
+    objective's, e.g. `classifier` for BERT with objective classification."""
+    return kinds.kind_of(_objective(cfg.model, cfg.data))
 
 
 def _check_eval_metrics(
@@ -716,12 +773,12 @@ def _check_fit(model: Any, data: DataConfig) -> Iterator[Problem]:
     """The problems between `model` and `data`, each keyed `data.*`."""
     arch = arch_of(model)
     objective = _objective(model, data)
-    allowed = kinds.OBJECTIVES[model.kind]
+    allowed = objectives_of(model)
     if objective not in allowed:
         archs = [
             name
             for name, cls in MODEL_CONFIGS.items()
-            if objective in kinds.OBJECTIVES[cls.kind]
+            if objective in objectives_of(cls)
         ]
         takes = ", ".join(("auto", *allowed))
         yield _problem(
@@ -730,6 +787,8 @@ def _check_fit(model: Any, data: DataConfig) -> Iterator[Problem]:
             f"{archs}; arch {arch!r} takes {takes})",
         )
         objective = ""  # the length checks below would only add noise
+    if objective == "classification":
+        yield from _labelled_files(data)
     length = data.sequence_length
     max_length = getattr(model, "max_sequence_length", None)
     if max_length is not None and length > max_length:

@@ -13,7 +13,11 @@ on truncation, special tokens or the task prefix:
   GPT-2's `<|endoftext|>`). Left-padded, so every row's last token sits in
   the last column. A sequence trains (and scores) as `ids[:-1]` predicting
   `ids[1:]`; a prompt/target pair is joined, with the loss on the target.
+  Training on pairs adds EOS after the target (so generation learns to
+  stop there); the prompt is built as `prompt_ids` builds it.
 - `MaskedFormat`: `[CLS] text [SEP]`, cut to `sequence_length`; one segment.
+- `ClassifierFormat`: the same features; a label string becomes its index
+  in the run's sorted label set (-1 when unknown).
 
 Everything works on batches of ids, ragged `(B, None)`, in TF graph code
 without Python branches on tensor values, so the export traces it.
@@ -92,14 +96,16 @@ class InputFormat:
         self.max_positions = max_positions
 
     @classmethod
-    def from_data_config(cls, tokenizer, data, max_positions=None):
-        """The format of a run's `data` config (`keras_llm.config`)."""
+    def from_data_config(cls, tokenizer, data, max_positions=None, **kwargs):
+        """The format of a run's `data` config (`keras_llm.config`);
+        `kwargs` go to the format (a classifier's `labels`)."""
         return cls(
             tokenizer,
             sequence_length=data.sequence_length,
             target_sequence_length=data.target_sequence_length,
             task_prefix=data.task_prefix,
             max_positions=max_positions,
+            **kwargs,
         )
 
     def tokenize(self, texts):
@@ -215,14 +221,50 @@ class CausalFormat(InputFormat):
         features = {"token_ids": token_ids, "padding_mask": padding_mask}
         return features, labels, tf.cast(weights, tf.float32)
 
+    def pair_ids(self, prompt_ids, target_ids, eos=False, loss_on_prompt=False):
+        """Prompt and target ids → `(ids, loss_mask)`, ragged `(B, None)`.
+
+        The prompt is what `prompt_ids` gives for the same text (the start
+        id for an empty one), so a model trained on pairs is prompted in
+        generation exactly as it was in training.
+
+        Args:
+            prompt_ids, target_ids: ragged `(B, None)` token ids.
+            eos: add EOS after the target (training: the model learns to
+                stop where the target ends).
+            loss_on_prompt: count the prompt's ids in the loss too.
+        """
+        prompt = self._with_start(prompt_ids)
+        target = tf.cast(target_ids, tf.int32)
+        if eos:
+            eos_column = _column(target, self.tokenizer.eos_id)
+            target = tf.concat([target, eos_column], axis=1)
+        ids = tf.concat([prompt, target], axis=1)
+        prompt_mask = (tf.ones_like if loss_on_prompt else tf.zeros_like)(
+            prompt
+        )
+        mask = tf.concat([prompt_mask, tf.ones_like(target)], axis=1)
+        return ids, mask
+
     def pair_examples(self, inputs, targets, static=False):
         """Prompt and target strings → examples with the loss on the
         target's ids (`log p(target | prompt)`; an empty prompt is the
         start id, as in generation)."""
-        prompt = self._with_start(self.tokenize(inputs))
-        target = self.tokenize(targets)
-        ids = tf.concat([prompt, target], axis=1)
-        mask = tf.concat([tf.zeros_like(prompt), tf.ones_like(target)], axis=1)
+        ids, mask = self.pair_ids(self.tokenize(inputs), self.tokenize(targets))
+        return self.examples(ids, mask, static)
+
+    def training_pair_examples(
+        self, inputs, targets, loss_on_prompt=False, static=True
+    ):
+        """Prompt and completion strings → training examples: prompt +
+        completion + EOS, the loss on the completion and EOS (and on the
+        prompt with `loss_on_prompt`); a long pair keeps its end."""
+        ids, mask = self.pair_ids(
+            self.tokenize(inputs),
+            self.tokenize(targets),
+            eos=True,
+            loss_on_prompt=loss_on_prompt,
+        )
         return self.examples(ids, mask, static)
 
 
@@ -248,3 +290,57 @@ class MaskedFormat(InputFormat):
             "padding_mask": padding_mask,
             "segment_ids": tf.zeros_like(token_ids),
         }
+
+
+class ClassifierFormat(MaskedFormat):
+    """`[CLS] text [SEP]` features (as `MaskedFormat`) and a label id.
+
+    Args:
+        labels: the run's label set, sorted (its `labels.json`); a label's
+            id is its index.
+        Other arguments: see `InputFormat`.
+    """
+
+    kind = kinds.CLASSIFIER
+
+    def __init__(self, tokenizer, *, labels=(), **kwargs):
+        super().__init__(tokenizer, **kwargs)
+        self.labels = tuple(labels)
+
+    def label_ids(self, labels):
+        """Label strings `(B,)` → int32 ids `(B,)`, -1 for a label not in
+        the set. Plain comparisons with a constant, no lookup table: the
+        training pipeline's iterator is checkpointed, which a table
+        resource would not allow."""
+        labels = tf.convert_to_tensor(labels, tf.string)
+        known = tf.constant(self.labels or ("",), tf.string)
+        hits = tf.equal(labels[:, None], known[None, :])  # (B, L)
+        if not self.labels:
+            hits = tf.zeros_like(hits)
+        index = tf.range(tf.shape(known)[0], dtype=tf.int32)
+        return tf.reduce_max(
+            tf.where(hits, index[None, :], -tf.ones_like(index)[None, :]),
+            axis=1,
+        )
+
+    def examples(self, ids, label_ids, static=True):
+        """Text ids and label ids → `(features, labels, weights)`.
+
+        Args:
+            ids: ragged `(B, None)` text ids, no special tokens yet.
+            label_ids: int `(B,)`.
+            static: pad to `sequence_length` (training); else the longest.
+
+        Returns:
+            The `[CLS] text [SEP]` features, int32 labels `(B,)` and
+            float32 weights `(B,)` of ones.
+        """
+        length = self.sequence_length if static else None
+        features = self.features(self.input_ids(ids), length)
+        labels = tf.cast(label_ids, tf.int32)
+        return features, labels, tf.ones_like(labels, tf.float32)
+
+    def pair_examples(self, inputs, targets, static=False):
+        """Text and label strings → `(features, label ids, weights)`."""
+        ids = self.tokenize(inputs)
+        return self.examples(ids, self.label_ids(targets), static)

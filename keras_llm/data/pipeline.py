@@ -5,7 +5,8 @@ by the model's input format (`keras_llm.data.formats`): seq2seq
 `encoder_token_ids`, `encoder_padding_mask` `(B, S)`, `decoder_token_ids`,
 `decoder_padding_mask` `(B, T)`, labels `(B, T)`; decoder-only
 `token_ids`, `padding_mask` `(B, T)`; masked `token_ids`, `padding_mask`,
-`segment_ids`. `weights` is 1.0 where a label counts in the loss. `B` is the
+`segment_ids`; a classifier the masked features with labels and weights
+`(B,)`. `weights` is 1.0 where a label counts in the loss. `B` is the
 batch of one worker (`global_batch_size / num_workers`).
 """
 
@@ -14,6 +15,7 @@ import dataclasses
 import tensorflow as tf
 
 from keras_llm import kinds
+from keras_llm.config import objectives_of
 from keras_llm.config import span_corruption_lengths
 from keras_llm.data import objectives
 
@@ -26,6 +28,7 @@ class Plan:
 
     objective: str
     raw_length: int  # tokens per chunk for chunked objectives; 0 for pairs
+    pairs: bool = False  # the source gives input/target pairs
 
 
 def resolve_plan(data, model_config, pairs):
@@ -45,18 +48,16 @@ def resolve_plan(data, model_config, pairs):
     """
     objective = data.objective
     if objective == "auto":
-        objective = (
-            kinds.PAIR_OBJECTIVES[0]
-            if pairs
-            else model_config.default_objective
-        )
+        objective = model_config.default_objective
+        if pairs and objective not in kinds.EITHER_OBJECTIVES:
+            objective = kinds.PAIR_OBJECTIVES[0]
         if objective is None:
             raise ValueError(
                 "data.objective: this model trains on pairs; use "
                 "data.source: bible or files with data.target_field (or "
                 ".tsv files)."
             )
-    allowed = kinds.OBJECTIVES[model_config.kind]
+    allowed = objectives_of(model_config)
     if objective not in allowed:
         raise ValueError(
             f"data.objective: {objective!r} does not fit this "
@@ -68,10 +69,12 @@ def resolve_plan(data, model_config, pairs):
             "source gives single texts (set data.target_field, use .tsv "
             "files, or data.source: bible)."
         )
-    if objective not in kinds.PAIR_OBJECTIVES and pairs:
+    on_pairs = kinds.PAIR_OBJECTIVES + kinds.EITHER_OBJECTIVES
+    if objective not in on_pairs and pairs:
         raise ValueError(
             f"data.objective: {objective!r} needs single texts; this source "
-            "gives pairs (use objective seq2seq)."
+            "gives pairs (use objective seq2seq, or causal_lm for a "
+            "decoder-only model)."
         )
     seq = data.sequence_length
     raw = {"causal_lm": seq + 1, "masked_lm": seq - 2}.get(objective, 0)
@@ -79,7 +82,9 @@ def resolve_plan(data, model_config, pairs):
         raw, _ = span_corruption_lengths(
             seq, data.noise_density, data.mean_noise_span_length
         )
-    return Plan(objective, raw)
+    if pairs:
+        raw = 0  # examples are made pair by pair, not cut from a stream
+    return Plan(objective, raw, pairs)
 
 
 def _chunks(dataset, tokenizer, raw_length):
@@ -93,6 +98,11 @@ def _one(function, *ids):
     """Runs a format's batch function on one example's id vectors."""
     rows = [tf.RaggedTensor.from_tensor(x[tf.newaxis]) for x in ids]
     return tf.nest.map_structure(lambda t: t[0], function(*rows))
+
+
+def _first(batch):
+    """The one example of a batch of one."""
+    return tf.nest.map_structure(lambda t: t[0], batch)
 
 
 def _examples(dataset, plan, input_format, data, seed):
@@ -110,6 +120,39 @@ def _examples(dataset, plan, input_format, data, seed):
 
         return dataset.map(
             pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    if plan.objective == "classification":
+
+        def labelled(element):
+            # The format's own tokenize and label ids, as prediction uses.
+            return _first(
+                input_format.pair_examples(
+                    element["inputs"][tf.newaxis],
+                    element["targets"][tf.newaxis],
+                    static=True,
+                )
+            )
+
+        return dataset.map(
+            labelled, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    if plan.objective == "causal_lm" and plan.pairs:
+
+        def prompt_completion(element):
+            # The prompt as generation builds it (`prompt_ids`), then the
+            # completion and EOS.
+            return _first(
+                input_format.training_pair_examples(
+                    element["inputs"][tf.newaxis],
+                    element["targets"][tf.newaxis],
+                    loss_on_prompt=data.loss_on_prompt,
+                )
+            )
+
+        return dataset.map(
+            prompt_completion,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
     chunks = _chunks(dataset, tokenizer, plan.raw_length).enumerate()
 

@@ -1,7 +1,8 @@
 """Text sources → `tf.data` of strings, split into train and validation.
 
 Elements are dicts: `{"text": tf.string}` for single documents, or
-`{"inputs": tf.string, "targets": tf.string}` for pairs (translation).
+`{"inputs": tf.string, "targets": tf.string}` for pairs (translation, a
+prompt and its completion, or a text and its label for classification).
 The split is deterministic: a document goes to validation when a hash of its
 text falls under `validation_fraction`, so every run, worker and resume sees
 the same split. Every source here yields datasets whose iterators can be
@@ -123,6 +124,90 @@ def _file_dataset(files, data):
     return tf.data.TextLineDataset(files).map(lambda line: {"text": line})
 
 
+def _read_labelled(files, data):
+    """`(texts, labels, places)` of labelled files: `.tsv` lines
+    `text<TAB>label`, `.jsonl` records with `data.text_field` and
+    `data.label_field`; `places` are `path:line` for error messages.
+
+    Raises:
+        ValueError: a line without a label, naming its file and line.
+    """
+    texts, labels, places = [], [], []
+    for path in files:
+        jsonl = path.endswith(".jsonl")
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                if jsonl:
+                    text, label = _labelled_record(line, where, data)
+                else:
+                    text, tab, label = line.partition("\t")
+                    if not tab:
+                        raise ValueError(
+                            f"{where}: no TAB; a classification .tsv has "
+                            "text<TAB>label on every line."
+                        )
+                label = label.strip()
+                if not label:
+                    raise ValueError(
+                        f"{where}: the label is empty; give every line a "
+                        "label (text<TAB>label)."
+                    )
+                texts.append(text)
+                labels.append(label)
+                places.append(where)
+    return texts, labels, places
+
+
+def _labelled_record(line, where, data):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not JSON ({error.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object.")
+    for field in (data.text_field, data.label_field):
+        if field not in record:
+            raise ValueError(
+                f"{where}: no field {field!r} (set data.text_field / "
+                f"data.label_field). Fields: {sorted(record)}"
+            )
+    return str(record[data.text_field]), str(record[data.label_field])
+
+
+def training_labels(data):
+    """The label set of a classification run: every label of the training
+    files, sorted (so the same files give the same ids on every run and
+    worker).
+
+    Raises:
+        FileNotFoundError, ValueError: see `load_splits`.
+    """
+    files = _expand(data.train_files, "data.train_files")
+    return sorted(set(_read_labelled(files, data)[1]))
+
+
+def _labelled_dataset(files, data, known=None):
+    """Labelled files → `{"inputs", "targets"}` dataset; with `known`,
+    a label outside it is an error naming its file and line."""
+    texts, labels, places = _read_labelled(files, data)
+    if known is not None:
+        known_set = set(known)
+        for label, where in zip(labels, places):
+            if label not in known_set:
+                raise ValueError(
+                    f"{where}: label {label!r} is not among the training "
+                    f"labels {known} (data.train_files); fix the label or "
+                    "add examples of it to the training files."
+                )
+    return tf.data.Dataset.from_tensor_slices(
+        {"inputs": texts or [""], "targets": labels or [""]}
+    ).take(len(texts))
+
+
 def _in_validation(element, fraction):
     key = element["text"] if "text" in element else element["inputs"]
     bucket = tf.strings.to_hash_bucket_fast(key, _HASH_BUCKETS)
@@ -149,12 +234,18 @@ def load_splits(data):
         full = tf.data.Dataset.from_tensor_slices(
             {"inputs": [p[0] for p in pairs], "targets": [p[1] for p in pairs]}
         )
+    elif data.objective == "classification":  # labels read in Python
+        files = _expand(data.train_files, "data.train_files")
+        full = _labelled_dataset(files, data)
     else:
         files = _expand(data.train_files, "data.train_files")
         full = _file_dataset(files, data)
     full = full.filter(_non_empty)
     if data.validation_files:
         files = _expand(data.validation_files, "data.validation_files")
+        if data.objective == "classification":
+            known = training_labels(data)
+            return full, _labelled_dataset(files, data, known)
         return full, _file_dataset(files, data).filter(_non_empty)
     fraction = data.validation_fraction
     train = full.filter(lambda e: tf.logical_not(_in_validation(e, fraction)))

@@ -1,4 +1,5 @@
-"""BERT (Devlin et al., 2019): `BertBackbone` and `BertMaskedLM`.
+"""BERT (Devlin et al., 2019): `BertBackbone`, `BertMaskedLM` and
+`BertClassifier`.
 
 A bidirectional stack of post-norm encoder blocks (exact GELU) over the sum
 of token, learned position and segment embeddings, followed by a layer norm;
@@ -13,6 +14,7 @@ from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.position import PositionEmbedding
 from keras_llm.layers.utils import get_activation
 from keras_llm.models.backbone import Backbone
+from keras_llm.models.tasks import Classifier
 from keras_llm.models.tasks import MaskedLM
 
 
@@ -227,3 +229,60 @@ class BertMaskedLM(MaskedLM):
         logits = self.output_bias(logits)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class BertClassifier(Classifier):
+    """BERT with a classification head: dict inputs → logits over labels.
+
+    The pooled output (dense + tanh of `[CLS]`), dropout, then a dense layer
+    to `num_labels` logits, float32 whatever the dtype policy: section 4.1
+    of the paper, and keras-hub's `BertTextClassifier`.
+
+    Args:
+        backbone: `keras_llm.models.BertBackbone`.
+        num_labels: int. Labels (keras-hub's `num_classes`); training reads
+            them from the data.
+        dropout: float or `None`. Dropout on the pooled output; `None`:
+            the backbone's rate.
+
+    Example:
+    ```python
+    backbone = keras_llm.models.BertBackbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=64, max_sequence_length=32)
+    model = keras_llm.models.BertClassifier(backbone, num_labels=3)
+    logits = model({"token_ids": ..., "padding_mask": ...,
+                    "segment_ids": ...})  # (B, 3)
+    ```
+
+    Reference:
+        - [Devlin et al., 2019](https://arxiv.org/abs/1810.04805)
+    """
+
+    def __init__(self, backbone, num_labels, dropout=None, **kwargs):
+        if dropout is None:
+            dropout = backbone.dropout
+        # === Layers ===
+        dtype = backbone.dtype_policy
+        self.output_dropout = keras.layers.Dropout(
+            dropout, dtype=dtype, name="output_dropout"
+        )
+        self.output_dense = keras.layers.Dense(
+            num_labels,
+            kernel_initializer=_bert_initializer(),
+            dtype=dtype,
+            name="logits",
+        )
+
+        # === Functional Model ===
+        inputs = backbone.input
+        x = backbone(inputs)["pooled_output"]  # (B, D)
+        logits = self.output_dense(self.output_dropout(x))  # (B, num_labels)
+        logits = ops.cast(logits, "float32")
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.backbone = backbone
+        self.num_labels = num_labels
+        self.dropout = dropout

@@ -1,4 +1,5 @@
-"""Task models, one base class per kind: `Seq2SeqLM`, `CausalLM`, `MaskedLM`.
+"""Task models, one base class per kind: `Seq2SeqLM`, `CausalLM`,
+`MaskedLM`, `Classifier`.
 
 A task model wraps a backbone and owns what its kind means: its inputs (the
 `input_format`), its output layer (`logits`), how it decodes
@@ -26,7 +27,7 @@ from keras_llm.data import formats
 DEFAULT_BATCH_SIZE = 32
 # Set with plain attribute semantics: a tokenizer is a `tf.Module`, and
 # Keras would otherwise track it into the model's checkpoints.
-_ATTACHED = ("tokenizer", "config", "checkpoint_path")
+_ATTACHED = ("tokenizer", "config", "checkpoint_path", "labels")
 
 
 class Task(keras.Model):
@@ -290,6 +291,115 @@ class MaskedLM(Task):
             top_k,
             batch_size=batch_size,
             keep_special_tokens=keep_special_tokens,
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_llm")
+class Classifier(Task):
+    """Text classifier: `token_ids`, `padding_mask`, `segment_ids` →
+    float32 logits `(B, num_labels)`.
+
+    `generate(texts)` returns the most likely label of each text;
+    `classify(texts)` the labels and every label's probability. The label
+    names are the run's `labels.json` (sorted; attached as `model.labels`
+    by `keras_llm.load`); a label's id is its index.
+
+    A subclass builds its head over the backbone and takes `num_labels`
+    (keras-hub's `num_classes`) and `dropout`.
+
+    Example:
+    ```python
+    clf = keras_llm.load("runs/lang_id")
+    clf.generate(["Hola, ¿qué tal?"])          # ["es"]
+    labels, scores = clf.classify(["Hello there."])
+    ```
+    """
+
+    kind = kinds.CLASSIFIER
+    input_format = formats.ClassifierFormat
+    labels = None  # the label names, by id (set by `keras_llm.load`)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_labels": self.num_labels,
+            "dropout": self.dropout,
+        }
+
+    def label_names(self):
+        """`labels`, or the ids as strings for a model without them."""
+        if self.labels is not None:
+            return list(self.labels)
+        return [str(i) for i in range(self.num_labels)]
+
+    def make_format(self, data=None):
+        fmt = super().make_format(data)
+        fmt.labels = tuple(self.label_names())
+        return fmt
+
+    def loss_terms(self, features, labels, weights, training=False):
+        """Cross-entropy of each row's label.
+
+        Args:
+            labels: int `(B,)` label ids.
+            weights: float `(B,)`, 1.0 where the row counts.
+
+        Returns:
+            `(nll (B,), count (B,))` float32.
+        """
+        logits = self(features, training=training)  # (B, num_labels)
+        losses = keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True
+        )  # (B,)
+        weights = ops.cast(weights, "float32")
+        return losses * weights, weights
+
+    def classify(self, texts, batch_size=DEFAULT_BATCH_SIZE):
+        """The most likely label of each text, and every label's
+        probability.
+
+        Args:
+            texts: list of str (or one str).
+            batch_size: int. Texts run together.
+
+        Returns:
+            `(labels, scores)`: list of str, and float32 numpy
+            `(B, num_labels)` probabilities in the order of
+            `model.labels`.
+        """
+        texts = _as_list(texts)
+        fmt = self.make_format()
+        names = self.label_names()
+        scores = []
+        for begin in range(0, len(texts), batch_size):
+            ids = fmt.prompt_ids(tf.constant(texts[begin : begin + batch_size]))
+            logits = self(fmt.features(ids), training=False)
+            scores.append(np.asarray(ops.softmax(logits, axis=-1), np.float32))
+        if not scores:
+            return [], np.zeros([0, len(names)], np.float32)
+        scores = np.concatenate(scores)
+        return [names[i] for i in scores.argmax(-1)], scores
+
+    def predict_labels(self, texts, batch_size=DEFAULT_BATCH_SIZE):
+        """`classify(texts)`'s labels only (list of str)."""
+        return self.classify(texts, batch_size)[0]
+
+    def generate(
+        self,
+        texts,
+        generation_config=None,
+        *,
+        batch_size=DEFAULT_BATCH_SIZE,
+        **kwargs,
+    ):
+        """The most likely label of each text (`classify`'s labels): a
+        classifier's output. Decoding options do not apply."""
+        return self.predict_labels(texts, batch_size)
+
+    def score(self, inputs, targets, batch_size=DEFAULT_BATCH_SIZE):
+        raise ValueError(
+            f"{type(self).__name__} is a classifier: it has no "
+            "log-likelihood of a target text; use `model.classify(texts)`."
         )
 
 
