@@ -130,6 +130,14 @@ def describe_result(result) -> str:
         parts.append(f"loss {result.train_loss:.4f}")
     if result.validation_loss is not None:
         parts.append(f"val_loss {result.validation_loss:.4f}")
+    best = getattr(result, "best", None)
+    if best:
+        parts.append(
+            f"best {best['metric']} {best['value']:.4f} at step "
+            f"{best['step']} ({best['path']})"
+        )
+    if getattr(result, "stopped_early", None):
+        parts[0] += " (stopped early)"
     return ", ".join(parts) + f". Run dir: {result.run_dir}"
 
 

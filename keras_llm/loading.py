@@ -79,7 +79,8 @@ def load(run_dir, dtype=None, checkpoint=None):
     Args:
         run_dir: path to a run directory.
         dtype: optional dtype policy for the rebuilt model.
-        checkpoint: `None` / `"latest"`, or the step of a kept checkpoint.
+        checkpoint: `"best"`, `"latest"`, the step of a kept checkpoint,
+            or `None`: best if kept, else latest.
 
     Returns:
         The task model, with `model.tokenizer` and `model.config` (see

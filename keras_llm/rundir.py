@@ -28,6 +28,8 @@ TOKENIZER_DIR = "tokenizer"
 CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 METRICS_FILE = "metrics.jsonl"
+BEST_DIR = "best"  # checkpoints/best/: the best validation's weights
+BEST_FILE = "best.json"  # in it: metric, value, step, checkpoint
 LABELS_FILE = "labels.json"
 
 
@@ -137,19 +139,53 @@ def checkpoint_step(prefix):
     return int(tail[5:]) if tail[5:].isdigit() else None
 
 
+def best_checkpoint(run_dir):
+    """`(prefix, info)` of `checkpoints/best/` (info: `best.json`'s metric,
+    value and step), or `None` when the run kept no best checkpoint."""
+    import json
+
+    directory = os.path.join(checkpoint_dir(run_dir), BEST_DIR)
+    path = os.path.join(directory, BEST_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+        prefix = os.path.join(directory, info["checkpoint"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{path} is damaged ({error}); delete {directory} and use "
+            "--checkpoint latest or a step."
+        ) from None
+    return prefix, info
+
+
 def select_checkpoint(run_dir, checkpoint=None):
     """The prefix of the checkpoint to load.
 
     Args:
         run_dir: a run directory.
-        checkpoint: `None` or `"latest"` (the newest), or a step (int, or
-            its digits as a string).
+        checkpoint: `"best"` (`checkpoints/best/`, the best validation's
+            by `train.best_metric`), `"latest"` (the newest), a step (int,
+            or its digits as a string), or `None`: best if the run kept
+            one, else latest.
 
     Raises:
-        FileNotFoundError: no checkpoint, or none of that step (the
-            message lists the steps kept).
-        ValueError: `checkpoint` is neither `latest` nor a step.
+        FileNotFoundError: no checkpoint, no best checkpoint, or none of
+            that step (the message lists the steps kept).
+        ValueError: `checkpoint` is neither best, latest nor a step.
     """
+    if checkpoint in (None, "best"):
+        best = best_checkpoint(run_dir)
+        if best is not None:
+            return best[0]
+        if checkpoint == "best":
+            raise FileNotFoundError(
+                f"No best checkpoint in {checkpoint_dir(run_dir)}: the run "
+                "kept none (it is written at each validation that improves "
+                "train.best_metric, by kllm train). Use --checkpoint latest "
+                "or a step."
+            )
     if checkpoint is None or checkpoint == "latest":
         prefix = latest_checkpoint(run_dir)
         if prefix is None:
@@ -161,17 +197,37 @@ def select_checkpoint(run_dir, checkpoint=None):
     text = str(checkpoint)
     if not text.isdigit():
         raise ValueError(
-            f"--checkpoint: expected latest or a step number. Received: "
-            f"{checkpoint!r}"
+            f"--checkpoint: expected best, latest or a step number. "
+            f"Received: {checkpoint!r}"
         )
     steps = checkpoint_steps(run_dir)
     if int(text) not in steps:
+        best = best_checkpoint(run_dir)
+        if best is not None and best[1].get("step") == int(text):
+            return best[0]
         kept = ", ".join(map(str, steps)) or "none"
+        if best is not None:
+            kept += f"; best: {best[1].get('step')}"
         raise FileNotFoundError(
             f"No checkpoint of step {int(text)} in {checkpoint_dir(run_dir)} "
             f"(steps kept: {kept})."
         )
     return os.path.join(checkpoint_dir(run_dir), f"ckpt-{int(text)}")
+
+
+def describe_checkpoint(run_dir, prefix):
+    """Which checkpoint `prefix` is, in words: `best (step 300, val_loss
+    2.3100)`, `latest (step 400)` or `step 200`; the CLI prints it."""
+    step = checkpoint_step(prefix)
+    best = best_checkpoint(run_dir)
+    if best is not None and os.path.samefile(
+        os.path.dirname(prefix), os.path.dirname(best[0])
+    ):
+        info = best[1]
+        return f"best (step {step}, {info['metric']} {info['value']:.4f})"
+    if prefix == latest_checkpoint(run_dir):
+        return f"latest (step {step})"
+    return f"step {step}"
 
 
 def save_model(model, run_dir, step=0):
@@ -202,8 +258,9 @@ def load_tokenizer(run_dir):
 
 
 def load(run_dir, dtype=None, checkpoint=None):
-    """The task model of a run dir, with its latest weights (or those of
-    `checkpoint`), tokenizer and config: ready for `model.generate(...)` /
+    """The task model of a run dir, with its best weights if the run kept
+    a best checkpoint, else its latest (or those of `checkpoint`),
+    tokenizer and config: ready for `model.generate(...)` /
     `model.score(...)`.
 
     Example:
@@ -215,8 +272,9 @@ def load(run_dir, dtype=None, checkpoint=None):
     Args:
         run_dir: path to a run directory.
         dtype: optional dtype policy for the rebuilt model.
-        checkpoint: `None` / `"latest"`, or the step of a kept checkpoint
-            (see `select_checkpoint`).
+        checkpoint: `"best"`, `"latest"`, the step of a kept checkpoint,
+            or `None`: best if the run kept one, else latest (see
+            `select_checkpoint`).
 
     Returns:
         The task model (`keras_llm.models.Task`: a `keras.Model` taking the

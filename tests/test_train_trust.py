@@ -333,8 +333,8 @@ KILL_AT = {
     "after_step0_eval": (
         "from keras_llm.training import logs\n"
         "real = logs.Logger.log_validation\n"
-        "def hook(self, step, loss):\n"
-        "    real(self, step, loss)\n"
+        "def hook(self, step, *values):\n"
+        "    real(self, step, *values)\n"
         "    if step == 0: os.kill(os.getpid(), signal.SIGKILL)\n"
         "logs.Logger.log_validation = hook\n"
     ),

@@ -7,7 +7,6 @@ of an interrupted run equal an uninterrupted one's.
 
 import glob
 import json
-import math
 import os
 import sys
 import time
@@ -43,11 +42,14 @@ class Logger:
         if self.progress is not None:
             self.progress.record(step, values)
 
-    def log_validation(self, step, loss):
-        """The validation loss and perplexity (nothing for an empty split)."""
-        if loss is not None:
-            perplexity = math.exp(min(loss, 50.0))
-            self.log(step, {"val_loss": loss, "val_ppl": perplexity})
+    def log_validation(self, step, loss, metrics=None):
+        """The validation loss and perplexity (nothing for an empty split)
+        and `val_<name>` of each of `train.eval_metrics`, on one line."""
+        from keras_llm.training import validation
+
+        values = validation.logged_values(loss, metrics or {})
+        if values:
+            self.log(step, values)
 
     def end_step(self):
         """Shows the progress line if this step logged anything."""
@@ -105,6 +107,9 @@ class Progress:
         for name in ("loss", "val_loss", "val_ppl"):
             if name in self.values:
                 parts.append(f"{name} {self.values[name]:.4f}")
+        for name, value in self.values.items():  # train.eval_metrics
+            if name.startswith("val_") and name not in ("val_loss", "val_ppl"):
+                parts.append(f"{name} {value:.2f}")
         if "lr" in self.values:
             parts.append(f"lr {self.values['lr']:.2e}")
         if "tokens/s" in self.values:

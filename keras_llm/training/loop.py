@@ -19,6 +19,7 @@ from keras_llm.training import logs
 from keras_llm.training import prepare as prepare_lib
 from keras_llm.training import state as state_lib
 from keras_llm.training import steps
+from keras_llm.training import validation
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ class TrainResult:
     validation_loss: float | None
     interrupted: str | None = None  # the signal's name, if one stopped it
     checkpoint: str | None = None  # the newest checkpoint written
+    # Why early stopping ended the run (one line), or None.
+    stopped_early: str | None = None
+    # The best validation: {"metric", "value", "step", "path"}, or None.
+    best: dict | None = None
 
 
 def train(cfg, run_dir, *, progress=False):
@@ -56,7 +61,9 @@ def train(cfg, run_dir, *, progress=False):
 
     Returns:
         `TrainResult`; `interrupted` names the signal when Ctrl-C or
-        SIGTERM stopped the run (after a checkpoint).
+        SIGTERM stopped the run (after a checkpoint); `stopped_early` says
+        why `train.early_stopping_patience` stopped it; `best` is the best
+        validation (`checkpoints/best/`).
 
     Raises:
         ValueError, FileNotFoundError, PermissionError: bad input, found
@@ -80,7 +87,9 @@ def train(cfg, run_dir, *, progress=False):
         prepared.num_workers,
         state.memory_plan.accumulation,
     )
-    evaluate = steps.make_evaluate(cfg, state.model)
+    evaluate = validation.make_validate(
+        cfg, state, steps.make_evaluate(cfg, state.model)
+    )
     log = logs.Logger(
         run_dir,
         int(state.step),
@@ -149,21 +158,46 @@ class _StopSignals:
         return False
 
 
+def _validate(evaluate, log, best, step):
+    """One validation: measured, logged, and weighed for the best
+    checkpoint and early stopping. Returns the validation loss."""
+    loss, metrics = evaluate()
+    log.log_validation(step, loss, metrics)
+    best.update(step, validation.logged_values(loss, metrics))
+    return loss
+
+
 def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
     settings = cfg.train
     step = state.step
-    validation_data = state.validation_data
+    best = state.best
     train_loss = validation_loss = None
     checkpoint = state.restored_from
+
+    def result(interrupted=None, stopped_early=None):
+        return TrainResult(
+            run_dir,
+            int(step),
+            train_loss,
+            validation_loss,
+            interrupted,
+            checkpoint,
+            stopped_early,
+            best.summary(),
+        )
+
+    if best.exhausted:  # stopped early before: as a finished run, no step
+        message = best.stop_message(int(step))
+        logger.warning(message)
+        return result(stopped_early=message)
     if int(step) == 0:  # the baseline the validation curve falls from
-        validation_loss = evaluate(validation_data)
+        validation_loss = _validate(evaluate, log, best, 0)
         if validation_loss is None:
             logger.warning(
                 "The validation split holds no example (too few documents "
                 "for one of data.sequence_length tokens): raise "
                 "data.validation_fraction or set data.validation_files."
             )
-        log.log_validation(0, validation_loss)
         log.end_step()
     interval_start, tokens_seen = time.perf_counter(), 0
     last_save = time.monotonic()
@@ -212,18 +246,22 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
             state.loss_steps.assign(0.0)
             tokens_seen = 0
         if current % settings.eval_interval_steps == 0 or last_step:
-            validation_loss = evaluate(validation_data)
-            log.log_validation(current, validation_loss)
+            validation_loss = _validate(evaluate, log, best, current)
         minutes = (time.monotonic() - last_save) / 60
         if (
             current % settings.checkpoint_interval_steps == 0
             or last_step
             or minutes >= settings.checkpoint_interval_minutes
             or stop.received
+            or best.exhausted  # a re-run then stops at once, as this one
         ):
             checkpoint = state.save()
             last_save = time.monotonic()
         log.end_step()
+        if best.exhausted:
+            message = best.stop_message(current)
+            logger.warning(message)
+            return result(stopped_early=message)
         if stop.received:
             logger.warning(
                 "%s: stopped at step %d and saved %s. Resume with: kllm "
@@ -233,19 +271,10 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
                 checkpoint,
                 rundir.config_path(run_dir),
             )
-            return TrainResult(
-                run_dir,
-                current,
-                train_loss,
-                validation_loss,
-                stop.received,
-                checkpoint,
-            )
+            return result(interrupted=stop.received)
         if tokens_seen == 0:  # a new logging interval: time only training
             interval_start = time.perf_counter()
-    return TrainResult(
-        run_dir, int(step), train_loss, validation_loss, None, checkpoint
-    )
+    return result()
 
 
 def _report_speed(cfg, log, current, timer):

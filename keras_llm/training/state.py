@@ -16,6 +16,7 @@ from keras_llm import rundir
 from keras_llm import schedules
 from keras_llm.config import memory
 from keras_llm.data import pipeline
+from keras_llm.training import best as best_lib
 from keras_llm.training import prepare
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ RESUMABLE = {
         "max_checkpoints_to_keep",
         "eval_steps",
         "log_interval_steps",
+        "eval_metrics",
+        "eval_examples",
+        "best_metric",
+        "early_stopping_patience",
     ),
     "runtime": ("strategy", "jit_compile", "num_cpu_devices"),
 }
@@ -58,6 +63,9 @@ class TrainState:
     validation_data: tf.data.Dataset
     restored_from: str | None  # the checkpoint resumed, if any
     fine_tuning: bool  # started from a model-only checkpoint
+    best: best_lib.Tracker  # the best checkpoint and early stopping
+    input_format: object  # prompts for train.eval_metrics (max_positions)
+    eval_pairs: list | None  # (input, target) texts for train.eval_metrics
 
     def save(self):
         """Writes a checkpoint; a full disk or a permission error becomes
@@ -110,6 +118,11 @@ def build(cfg, run_dir, prepared):
     input_format = task_class(cfg.model).input_format.from_data_config(
         prepared.tokenizer, cfg.data
     )
+    eval_pairs = _eval_pairs(cfg, prepared.splits[1])
+    # Prompts for train.eval_metrics, built as model.generate builds them.
+    generation_format = model.input_format.from_data_config(
+        prepared.tokenizer, cfg.data, max_positions=model.max_positions
+    )
     train_data, validation_data = pipeline.build_datasets(
         cfg.data,
         input_format,
@@ -139,7 +152,7 @@ def build(cfg, run_dir, prepared):
         0.0, dtype=tf.float64, trainable=False, name="loss_steps"
     )
     iterator = iter(train_data)
-    checkpoint = tf.train.Checkpoint(
+    parts = dict(
         model=model,
         optimizer=optimizer,
         step=step,
@@ -147,13 +160,30 @@ def build(cfg, run_dir, prepared):
         loss_total=loss_total,
         loss_steps=loss_steps,
     )
+    # The best validation so far and the validations since: restored with
+    # the step, so early stopping decides as in an uninterrupted run.
+    best_variables = best_lib.make_variables()
+    best_value, best_step, bad_evals = best_variables
+    checkpoint = tf.train.Checkpoint(
+        **parts, best=best_value, best_step=best_step, bad_evals=bad_evals
+    )
     directory = rundir.checkpoint_dir(run_dir)
     if not prepared.is_chief:  # each worker keeps its own data position
         directory = os.path.join(directory, f"worker_{prepared.worker_index}")
+    tracker = best_lib.Tracker(cfg, model, best_variables, directory)
     latest = _newest_present(directory)
     fine_tuning = False
     if latest:
-        fine_tuning = _restore(checkpoint, model, latest)
+        fine_tuning = _restore(checkpoint, parts, model, latest)
+    saved = prepared.saved_config
+    if saved is not None and saved.train.best_metric != cfg.train.best_metric:
+        tracker.reset()
+        logger.info(
+            "train.best_metric changed from %s to %s: the best so far is "
+            "measured anew from the next validation.",
+            saved.train.best_metric,
+            cfg.train.best_metric,
+        )
     # The manager creates its folder: only once everything has passed.
     manager = _LazyManager(
         checkpoint, directory, cfg.train.max_checkpoints_to_keep
@@ -170,7 +200,35 @@ def build(cfg, run_dir, prepared):
         validation_data,
         latest,
         fine_tuning,
+        tracker,
+        generation_format,
+        eval_pairs,
     )
+
+
+def _eval_pairs(cfg, validation_text):
+    """The first `train.eval_examples` validation (input, target) texts,
+    the same at every validation; `None` without `train.eval_metrics`.
+
+    Raises:
+        ValueError: the data gives single texts, no targets to compare.
+    """
+    if not cfg.train.eval_metrics:
+        return None
+    if "inputs" not in validation_text.element_spec:
+        raise ValueError(
+            f"train.eval_metrics: {', '.join(cfg.train.eval_metrics)} "
+            "compare outputs with targets, and the data gives single "
+            "texts: train on input/target pairs (.tsv, or .jsonl / "
+            ".tfrecord with data.target_field), or remove "
+            "train.eval_metrics."
+        )
+    return [
+        (row["inputs"].decode("utf-8"), row["targets"].decode("utf-8"))
+        for row in validation_text.take(
+            cfg.train.eval_examples
+        ).as_numpy_iterator()
+    ]
 
 
 def _newest_present(directory):
@@ -185,11 +243,16 @@ def _newest_present(directory):
     return None
 
 
-def _restore(checkpoint, model, latest):
-    """Restores `latest`; True when it is model-only (a fine-tune)."""
+def _restore(checkpoint, parts, model, latest):
+    """Restores `latest`; True when it is model-only (a fine-tune). A
+    training checkpoint written before the best checkpoint existed
+    restores everything else (the best is measured from the next
+    validation)."""
     try:
         names = [n for n, _ in tf.train.list_variables(latest)]
         if any(n.startswith("optimizer/") for n in names):
+            if not any(n.startswith("best_step/") for n in names):
+                checkpoint = tf.train.Checkpoint(**parts)
             checkpoint.restore(latest).assert_consumed()
             return False
         tf.train.Checkpoint(model=model).restore(
@@ -254,6 +317,10 @@ def commit(cfg, run_dir, prepared, state):
     check has passed, and clears what a killed run left behind."""
     os.makedirs(run_dir, exist_ok=True)
     _clear_leftovers(run_dir, state.manager.directory)
+    best_lib.recover(
+        state.manager.directory,
+        state.restored_from is None or state.fine_tuning,
+    )
     if not prepared.is_chief:
         prepare.remove_scratch(prepared.tokenizer_scratch)
         return
