@@ -53,6 +53,7 @@ class _Progress:
         "    --num-beams 5 --out results.json --predictions preds.txt",
         "kllm evaluate runs/gpt2_tiny --data held_out.txt   # perplexity",
         "kllm evaluate runs/en_es --data test.tsv --checkpoint 2000",
+        "kllm evaluate runs/en_es --data test.tsv --checkpoint latest",
     )
 )
 @click.argument("run_dir", type=click.Path(file_okay=False))
@@ -72,12 +73,7 @@ class _Progress:
     "exact_match, f1, perplexity, loss. Default: bleu,chrf for pairs, "
     "perplexity for text.",
 )
-@click.option(
-    "--checkpoint",
-    default="latest",
-    show_default=True,
-    help="Which weights: latest, or the step of a kept checkpoint.",
-)
+@options.CHECKPOINT
 @click.option(
     "--out",
     "out_path",
@@ -114,7 +110,7 @@ def evaluate(
     run_dir: str,
     data_path: str,
     metrics: list[str] | None,
-    checkpoint: str,
+    checkpoint: str | None,
     out_path: str | None,
     predictions_path: str | None,
     batch_size: int,
@@ -137,9 +133,8 @@ def evaluate(
         options.check_max_new_tokens(run_dir, decoding["max_new_tokens"])
         cfg = rundir.read_config(run_dir)
         data = evaluation.read_data(data_path, cfg.data)
-        prefix = rundir.select_checkpoint(run_dir, checkpoint)
+        prefix = options.announce_checkpoint(run_dir, checkpoint)
         step = rundir.checkpoint_step(prefix)
-        click.echo(f"Checkpoint: {prefix} (step {step})", err=True)
         lm = keras_llm.load(run_dir, checkpoint=checkpoint)
         names = metrics or evaluate_lib.default_metrics(lm, data)
         evaluate_lib.check_metrics(lm, data, names)

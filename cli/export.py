@@ -44,8 +44,11 @@ def _check_name(ctx, param, value):
     "--overwrite", is_flag=True, help="Replace an existing OUT/NAME/VERSION."
 )
 @options.generation_options
+@options.CHECKPOINT
 @options.DEBUG
-def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
+def export(
+    run_dir, out_dir, name, version, overwrite, checkpoint, debug, **decoding
+):
     """Export RUN_DIR for TF Serving: strings in, generated strings out.
 
     Writes OUT/NAME/VERSION and OUT/models.config, then prints the docker
@@ -59,6 +62,7 @@ def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
     options.show_library_logs()  # leftovers removed or restored
     with options.library_errors(debug):
         options.check_max_new_tokens(run_dir, decoding["max_new_tokens"])
+        options.announce_checkpoint(run_dir, checkpoint)
         import keras_llm
 
         path = keras_llm.export(
@@ -68,6 +72,7 @@ def export(run_dir, out_dir, name, version, overwrite, debug, **decoding):
             version=version,
             overwrite=overwrite,
             config=config,
+            checkpoint=checkpoint,
         )
     from keras_llm import serving
 

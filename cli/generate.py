@@ -133,12 +133,19 @@ def _read_prompts(
     help='Print {"prompt": ..., "output": ...} JSON lines.',
 )
 @click.option(
+    "--scores",
+    is_flag=True,
+    help="Classifier run dirs: print every label's probability after the "
+    "label (label<TAB>name=p ...; with --jsonl a scores object).",
+)
+@click.option(
     "--keep-special-tokens",
     is_flag=True,
     help="Show special tokens (T5's <extra_id_N> sentinels, [UNK], ...) "
     "and the tokenizer's raw spacing. By default outputs are Hugging "
     "Face's decode(skip_special_tokens=True).",
 )
+@options.CHECKPOINT
 @options.DEBUG
 def generate(
     run_dir: str,
@@ -148,15 +155,17 @@ def generate(
     batch_size: int,
     no_xla: bool,
     jsonl: bool,
+    scores: bool,
     keep_special_tokens: bool,
+    checkpoint: str | None,
     debug: bool,
     **decoding,
 ) -> None:
     """Generate from the model in RUN_DIR for each prompt: TEXT arguments,
     --file, or stdin lines. Prints one output per prompt per line (newlines
     in outputs as \\n; --jsonl for exact text). BERT run dirs fill in
-    [MASK]s. Prompts longer than the model's input are cut (one warning
-    says how many)."""
+    [MASK]s; classifier run dirs print each text's label. Prompts longer
+    than the model's input are cut (one warning says how many)."""
     prompts = _read_prompts(texts, file, errors)
     import keras_llm  # TensorFlow
     from keras_llm import kinds
@@ -166,8 +175,22 @@ def generate(
     options.show_library_logs()  # the warning about cut prompts
     with options.library_errors(debug):
         options.check_max_new_tokens(run_dir, decoding["max_new_tokens"])
-        lm = keras_llm.load(run_dir)
-        if lm.kind == kinds.MASKED:  # --top-k: candidates
+        options.announce_checkpoint(run_dir, checkpoint)
+        lm = keras_llm.load(run_dir, checkpoint=checkpoint)
+        if scores and lm.kind != kinds.CLASSIFIER:
+            raise click.UsageError(
+                f"--scores applies to classifier run dirs; {run_dir} holds "
+                f"a {lm.kind} model."
+            )
+        if lm.kind == kinds.CLASSIFIER:
+            labels, probabilities = lm.classify(prompts, batch_size)
+            names = lm.label_names()
+            results = []
+            for label, row in zip(labels, probabilities):
+                results.append({"output": label})
+                if scores:
+                    results[-1]["scores"] = dict(zip(names, map(float, row)))
+        elif lm.kind == kinds.MASKED:  # --top-k: candidates
             results = lm.fill_mask(
                 prompts,
                 decoding["top_k"] or 5,
@@ -188,5 +211,9 @@ def generate(
             click.echo(
                 json.dumps({"prompt": prompt, **result}, ensure_ascii=False)
             )
+        elif "scores" in result:
+            pairs = result["scores"].items()
+            shown = " ".join(f"{name}={p:.4f}" for name, p in pairs)
+            click.echo(f"{result['output']}\t{shown}")
         else:
             click.echo(result["output"].replace("\n", "\\n"))

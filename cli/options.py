@@ -35,6 +35,27 @@ DEBUG = click.option(
     is_flag=True,
     help="On an error, show the full Python traceback.",
 )
+CHECKPOINT = click.option(
+    "--checkpoint",
+    default=None,
+    metavar="best|latest|STEP",
+    help="Which weights: best (checkpoints/best/, the best validation by "
+    "train.best_metric), latest, or the step of a kept checkpoint. "
+    "Default: best if the run kept one, else latest; printed on stderr.",
+)
+
+
+def announce_checkpoint(run_dir: str, checkpoint: str | None) -> str:
+    """Picks the checkpoint (`rundir.select_checkpoint`) and says which on
+    stderr, e.g. `Checkpoint: best (step 300, val_loss 2.3100):
+    RUN/checkpoints/best/ckpt-300`. Returns its prefix."""
+    from keras_llm import rundir
+
+    prefix = rundir.select_checkpoint(run_dir, checkpoint)
+    which = rundir.describe_checkpoint(run_dir, prefix)
+    click.echo(f"Checkpoint: {which}: {prefix}", err=True)
+    return prefix
+
 
 LIBRARY_ERRORS = (
     ValueError,

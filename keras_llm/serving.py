@@ -293,6 +293,7 @@ def export(
     overwrite=False,
     config=None,
     keep_special_tokens=False,
+    checkpoint=None,
 ):
     """Exports a run dir as a TF Serving SavedModel.
 
@@ -309,6 +310,8 @@ def export(
             tokens the tokenizer renders (T5's `<extra_id_N>`); by default
             its outputs are Hugging Face's `batch_decode(ids,
             skip_special_tokens=True)`, as `kllm generate` prints.
+        checkpoint: `"best"`, `"latest"`, a kept step, or `None`: best if
+            the run kept one, else latest (`rundir.select_checkpoint`).
 
     Returns:
         The path of the written version folder.
@@ -338,7 +341,7 @@ def export(
     if problem:
         raise ValueError(f"Invalid --max-new-tokens: {problem}.")
     target, version = _check_target(out_dir, name, version, overwrite)
-    model = loading.load(run_dir)
+    model = loading.load(run_dir, checkpoint=checkpoint)
     tokenizer, kind = model.tokenizer, model.kind
     if tokenizer is None:
         raise FileNotFoundError(
