@@ -13,9 +13,11 @@ import keras
 import tensorflow as tf
 
 from keras_llm import distribute
+from keras_llm import kinds
 from keras_llm import rundir
 from keras_llm.data import pipeline
 from keras_llm.data import sources
+from keras_llm.training import init as init_lib
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Prepared:
     plan: pipeline.Plan
     splits: tuple  # (train, validation) text datasets
     notes: dict  # facts about the data, recorded in the run dir
+    labels: list | None = None  # a classifier's label set, sorted
 
 
 def prepare(cfg, run_dir):
@@ -65,6 +68,8 @@ def prepare(cfg, run_dir):
         )
     pairs = "inputs" in train_text.element_spec
     plan = pipeline.resolve_plan(cfg.data, cfg.model, pairs)
+    labels = init_lib.training_labels(cfg, run_dir)
+    init_lib.check(cfg)
 
     # Seed before the tokenizer exists: seeding clears TF's kernel caches,
     # which deletes a SentencePiece resource made earlier
@@ -96,6 +101,7 @@ def prepare(cfg, run_dir):
         plan,
         splits,
         notes,
+        labels,
     )
 
 
@@ -132,8 +138,8 @@ def _tokenizer(cfg, run_dir, saved, train_text, plan):
         )
     scratch = tempfile.mkdtemp(prefix="kllm-tokenizer-")
     try:
-        if cfg.data.tokenizer:
-            tokenizer = tokenizer_lib.load_tokenizer(cfg.data.tokenizer)
+        if given := init_lib.tokenizer_dir(cfg):
+            tokenizer = tokenizer_lib.load_tokenizer(given)
             tokenizer.save(scratch)
         else:
             tokenizer = _train_tokenizer(cfg, train_text, plan, scratch)
@@ -151,7 +157,7 @@ def _train_tokenizer(cfg, train_text, plan, directory):
 
     size = cfg.model.vocabulary_size  # all ids, sentinels included
     texts = sources.sample_texts(train_text)
-    if plan.objective == "masked_lm":
+    if kinds.kind_of(plan.objective) in (kinds.MASKED, kinds.CLASSIFIER):
         kind = "WordPiece"
         tokenizer = tokenizer_lib.train_wordpiece(texts, size, directory)
     else:

@@ -17,6 +17,7 @@ from keras_llm import schedules
 from keras_llm.config import memory
 from keras_llm.data import pipeline
 from keras_llm.training import best as best_lib
+from keras_llm.training import init as init_lib
 from keras_llm.training import prepare
 
 logger = logging.getLogger(__name__)
@@ -102,9 +103,13 @@ def build(cfg, run_dir, prepared):
         _check_resumable(prepared.saved_config, cfg, run_dir)
     policy = cfg.runtime.mixed_precision
     strategy = prepared.strategy
+    kind = config_lib.kind_of(cfg)  # the objective's (BERT may classify)
     with strategy.scope():
         model = build_model(
-            cfg.model, dtype=None if policy == "float32" else policy
+            cfg.model,
+            dtype=None if policy == "float32" else policy,
+            kind=kind,
+            **init_lib.task_kwargs(prepared.labels),
         )
     per_replica = cfg.train.global_batch_size // strategy.num_replicas_in_sync
     budget, device = distribute.device_budget(strategy, prepared.num_workers)
@@ -115,8 +120,8 @@ def build(cfg, run_dir, prepared):
         optimizer = schedules.make_optimizer(cfg.train, policy)
         optimizer.build(model.trainable_variables)
 
-    input_format = task_class(cfg.model).input_format.from_data_config(
-        prepared.tokenizer, cfg.data
+    input_format = task_class(cfg.model, kind).input_format.from_data_config(
+        prepared.tokenizer, cfg.data, **init_lib.format_kwargs(prepared.labels)
     )
     eval_pairs = _eval_pairs(cfg, prepared.splits[1])
     # Prompts for train.eval_metrics, built as model.generate builds them.
@@ -175,6 +180,8 @@ def build(cfg, run_dir, prepared):
     fine_tuning = False
     if latest:
         fine_tuning = _restore(checkpoint, parts, model, latest)
+    elif cfg.train.init_checkpoint:
+        init_lib.load_weights(cfg, model)
     saved = prepared.saved_config
     if saved is not None and saved.train.best_metric != cfg.train.best_metric:
         tracker.reset()
@@ -324,6 +331,11 @@ def commit(cfg, run_dir, prepared, state):
     if not prepared.is_chief:
         prepare.remove_scratch(prepared.tokenizer_scratch)
         return
+    if prepared.labels:
+        _write_atomically(
+            rundir.labels_path(run_dir),
+            json.dumps(prepared.labels, indent=2, ensure_ascii=False),
+        )
     if prepared.tokenizer_scratch:
         target = os.path.join(run_dir, rundir.TOKENIZER_DIR)
         staging = target + ".tmp"
@@ -372,6 +384,7 @@ def _clear_leftovers(run_dir, checkpoint_dir):
         os.path.join(run_dir, rundir.METRICS_FILE + ".tmp"),
         rundir.config_path(run_dir) + ".tmp",
         os.path.join(run_dir, RUN_INFO_FILE + ".tmp"),
+        rundir.labels_path(run_dir) + ".tmp",
     ):
         if os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
