@@ -1,13 +1,16 @@
 """Tokenizers that run inside the TF graph, behind one interface.
 
 ```
-Tokenizer (tf.Module)          tokenize: string (B,) → int32 ragged (B, None)
-├─ SentencePieceTokenizer  T5  detokenize: int32 (B, T) / ragged → string (B,)
-├─ WordPieceTokenizer    BERT  save(directory), load_tokenizer(directory)
-└─ BytePairTokenizer    GPT-2
+Tokenizer (tf.Module)               tokenize: string (B,) → int32 ragged
+├─ SentencePieceTokenizer  T5       detokenize: int32 (B, T) / ragged →
+├─ WordPieceTokenizer    BERT         string (B,); skip_special_tokens=True
+└─ BytePairTokenizer    GPT-2,        as Hugging Face's batch_decode
+                        Llama 3     save(directory), load_tokenizer(directory)
 ```
 Ids equal Hugging Face's tokenizers (`T5Tokenizer` with `extra_ids`,
-`BertTokenizer`, `GPT2Tokenizer`, all with `add_special_tokens=False`).
+`BertTokenizer`, `GPT2Tokenizer`, all with `add_special_tokens=False`);
+`keras_llm.convert.hf_tokenizer` reads and writes Hugging Face's
+`tokenizer.json`.
 Only core TF and TF Text ops run in the graph, so a SavedModel that
 tokenizes serves in TF Serving. A tokenizer directory holds the vocabulary
 files under Hugging Face's names (it opens with `from_pretrained` too) plus
