@@ -62,16 +62,17 @@ class _Progress:
     "data_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Test file: .tsv (input<TAB>target), .jsonl (the run's "
-    "data.text_field / data.target_field), or plain text, one example per "
-    "line.",
+    help="Test file: .tsv (input<TAB>target; a classifier's text<TAB>label), "
+    ".jsonl (the run's data.text_field / data.target_field or "
+    "data.label_field), or plain text, one example per line.",
 )
 @click.option(
     "--metrics",
     callback=_metric_list,
     help="Comma-separated: bleu, chrf, rouge1, rouge2, rougeLsum, "
-    "exact_match, f1, perplexity, loss. Default: bleu,chrf for pairs, "
-    "perplexity for text.",
+    "exact_match, f1, perplexity, loss; accuracy, macro_f1 for classifiers. "
+    "Default: bleu,chrf for pairs, perplexity for text, accuracy for "
+    "labels.",
 )
 @options.CHECKPOINT
 @click.option(
@@ -139,11 +140,13 @@ def evaluate(
         names = metrics or evaluate_lib.default_metrics(lm, data)
         evaluate_lib.check_metrics(lm, data, names)
         if predictions_path and not any(
-            evaluation.METRICS[name].needs == "generation" for name in names
+            evaluation.METRICS[name].needs in ("generation", "labels")
+            for name in names
         ):
             raise ValueError(
                 "--predictions needs a generation metric (bleu, chrf, "
-                "rouge1, rouge2, rougeLsum, exact_match, f1) in --metrics."
+                "rouge1, rouge2, rougeLsum, exact_match, f1) or a label "
+                "metric (accuracy, macro_f1) in --metrics."
             )
         results = evaluation.evaluate(
             lm,

@@ -9,7 +9,10 @@ lists every model under OUT for `--model_config_file`.
 Signatures (`saved_model_cli show --dir OUT/NAME/VERSION --all`):
 - `serving_default`: `inputs` string `(B,)` → `outputs` string `(B,)`;
   tokenizer, truncation, decoding and detokenization all in the graph
-  (BERT: the text with each `[MASK]` filled by its most likely token);
+  (BERT: the text with each `[MASK]` filled by its most likely token); a
+  classifier serves `label` string `(B,)` and `scores` float32
+  `(B, num_labels)` (probabilities, in the order of `labels.json`, which
+  the metadata lists);
 - `generate_ids`: `token_ids`, `padding_mask` int32 `(B, S)` → `token_ids`
   int32 `(B, max_new_tokens)`, for clients that tokenize themselves
   (seq2seq: right-padded encoder input; GPT-2: left-padded prompt);
@@ -162,6 +165,8 @@ class _Servable:
         return {"token_ids": self.generate_ids(token_ids, padding_mask)}
 
     def serve(self, inputs):
+        if self.model.kind == kinds.CLASSIFIER:
+            return self._classify(inputs)
         if self.model.kind == kinds.MASKED:
             return {"outputs": self._fill_masks(inputs)}
         ids = self.format.prompt_ids(inputs, self.config.max_new_tokens)
@@ -171,6 +176,14 @@ class _Servable:
                 new, skip_special_tokens=self.skip_special_tokens
             )
         }
+
+    def _classify(self, inputs):
+        """Texts → the most likely label and every label's probability."""
+        features = self.format.features(self.format.prompt_ids(inputs))
+        scores = tf.nn.softmax(tf.cast(self.model(features), tf.float32))
+        names = tf.constant(self.model.label_names(), tf.string)
+        best = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        return {"label": tf.gather(names, best), "scores": scores}
 
     def _fill_masks(self, inputs):
         tok = self.tokenizer
@@ -355,7 +368,7 @@ def export(
     ids = tf.TensorSpec([None, None], tf.int32)
     # name → (function, input specs); argument names become input keys.
     endpoints = {"serving_default": (servable.serve, [strings])}
-    if kind == kinds.MASKED:
+    if kind in (kinds.MASKED, kinds.CLASSIFIER):
         endpoints["encode"] = (servable.encode, [strings])
     else:
         endpoints["generate_ids"] = (
@@ -381,6 +394,7 @@ def export(
             "model": name,
             "version": version,
             "kind": kind,
+            "labels": model.label_names() if kind == kinds.CLASSIFIER else None,
             "generation": dataclasses.asdict(config),
             "keep_special_tokens": bool(keep_special_tokens),
             "max_input_length": input_format.sequence_length,

@@ -11,7 +11,9 @@ A test file comes in the formats training reads: `.tsv` (`input<TAB>target`
 per line), `.jsonl` (the run's `data.text_field`, and `data.target_field`
 for pairs), anything else plain text, one document per line. Every line is
 an example, blank ones too, so `--predictions` lines up with the input
-lines.
+lines. A classifier's run (`data.objective: classification`) reads labels:
+`.tsv` `text<TAB>label`, `.jsonl` `data.text_field` and `data.label_field`;
+every label must be one the model was trained on (`labels.json`).
 
 Generation metrics decode every input with the run's input format (task
 prefix, truncation) and compare the texts with the targets; `perplexity`
@@ -38,16 +40,16 @@ from keras_llm.evaluation import metrics as metrics_lib
 
 logger = logging.getLogger(__name__)
 
-PAIRS, TEXT = "pairs", "text"
+PAIRS, TEXT, LABELS = "pairs", "text", "labels"
 
 
 class EvalData(NamedTuple):
     """A test file's examples."""
 
     path: str
-    kind: str  # PAIRS or TEXT
-    inputs: list[str]  # the texts (TEXT) or the inputs (PAIRS)
-    targets: list[str] | None  # one per input (PAIRS)
+    kind: str  # PAIRS, TEXT or LABELS
+    inputs: list[str]  # the texts (TEXT, LABELS) or the inputs (PAIRS)
+    targets: list[str] | None  # one per input (PAIRS), or its label
 
 
 def read_data(path: str, data_config) -> EvalData:
@@ -74,6 +76,8 @@ def read_data(path: str, data_config) -> EvalData:
     if not lines:
         raise ValueError(f"--data: {path} is empty.")
     extension = os.path.splitext(path)[1]
+    if getattr(data_config, "objective", None) == "classification":
+        return _read_labels(path, lines, extension, data_config)
     if extension == ".tsv":
         inputs, targets = [], []
         for number, line in enumerate(lines, 1):
@@ -89,6 +93,50 @@ def read_data(path: str, data_config) -> EvalData:
     if extension == ".jsonl":
         return _read_jsonl(path, lines, data_config)
     return EvalData(path, TEXT, lines, None)
+
+
+def _read_labels(path, lines, extension, data_config):
+    """A classifier's test file: a label on every line."""
+    if extension not in (".tsv", ".jsonl"):
+        raise ValueError(
+            f"--data: {path}: a classifier is scored on labelled .tsv "
+            "(text<TAB>label) or .jsonl (data.text_field, data.label_field) "
+            "files."
+        )
+    inputs, labels = [], []
+    for number, line in enumerate(lines, 1):
+        where = f"{path}:{number}"
+        if extension == ".jsonl":
+            record = _json_object(where, line)
+            for field in (data_config.text_field, data_config.label_field):
+                if field not in record:
+                    raise ValueError(
+                        f"{where}: no field {field!r} (the run's "
+                        "data.text_field / data.label_field). Fields: "
+                        f"{sorted(record)}"
+                    )
+            text = str(record[data_config.text_field])
+            label = str(record[data_config.label_field])
+        else:
+            text, tab, label = line.partition("\t")
+            if not tab:
+                raise ValueError(
+                    f"{where}: no TAB; a classifier's .tsv test file has "
+                    "text<TAB>label on every line."
+                )
+        inputs.append(text)
+        labels.append(label.strip())
+    return EvalData(path, LABELS, inputs, labels)
+
+
+def _json_object(where, line):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not JSON ({error.msg}).") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object.")
+    return record
 
 
 def _read_jsonl(path, lines, data_config):
@@ -121,7 +169,9 @@ def _read_jsonl(path, lines, data_config):
 
 
 def default_metrics(model, data: EvalData) -> list[str]:
-    """Pairs → BLEU and chrF; text → perplexity."""
+    """Pairs → BLEU and chrF; text → perplexity; labels → accuracy."""
+    if data.kind == LABELS:
+        return ["accuracy"]
     if data.kind == PAIRS:
         return ["bleu", "chrf"]
     return ["perplexity"]
@@ -133,6 +183,9 @@ def check_metrics(model, data: EvalData, names: Sequence[str]) -> None:
     Raises:
         ValueError: naming the metric and what it needs.
     """
+    if model.kind == kinds.CLASSIFIER:
+        _check_label_metrics(model, data, names)
+        return
     for name in names:
         needs = metrics_lib.METRICS[name].needs
         if needs == "labels":
@@ -160,6 +213,30 @@ def check_metrics(model, data: EvalData, names: Sequence[str]) -> None:
                 f"--metrics: {name} of plain text needs a decoder-only "
                 f"model; for {type(model).__name__} give input<TAB>target "
                 "pairs (the targets are scored)."
+            )
+
+
+def _check_label_metrics(model, data, names):
+    """A classifier gives label metrics, on labelled data of its labels."""
+    for name in names:
+        if metrics_lib.METRICS[name].needs != "labels":
+            raise ValueError(
+                f"--metrics: {type(model).__name__} is a classifier: it "
+                f"predicts labels; {name} needs text (use accuracy, "
+                "macro_f1)."
+            )
+    if data.kind != LABELS:
+        raise ValueError(
+            f"--data: {data.path} has no labels (a classifier's test file "
+            "is .tsv text<TAB>label or .jsonl with data.label_field)."
+        )
+    known = model.label_names()
+    known_set = set(known)
+    for number, label in enumerate(data.targets, 1):
+        if label not in known_set:
+            raise ValueError(
+                f"{data.path}:{number}: label {label!r} is not one the model "
+                f"was trained on {known}; fix the label or drop the line."
             )
 
 
@@ -222,6 +299,11 @@ def evaluate(
             results["metrics"]["loss"] = loss
         if "perplexity" in names:
             results["metrics"]["perplexity"] = math.exp(min(loss, 700.0))
+    if "labels" in needs:
+        predictions = _predict_labels(model, data.inputs, batch_size, progress)
+        scores, _ = metrics_lib.text_metrics(names, predictions, data.targets)
+        results["metrics"].update(scores)
+        results["predictions"] = predictions
     if "generation" in needs:
         config = generation_config or generation.GenerationConfig()
         if decoding:
@@ -283,6 +365,18 @@ def _likelihood(model, data, batch_size, progress):
             len(inputs),
         )
     return total_nll, int(total_tokens)
+
+
+def _predict_labels(model, inputs, batch_size, progress):
+    predictions = []
+    chunk = batch_size * 4
+    for begin in range(0, len(inputs), chunk):
+        predictions += model.predict_labels(
+            inputs[begin : begin + chunk], batch_size
+        )
+        if progress:
+            progress("classifying", len(predictions), len(inputs))
+    return predictions
 
 
 def _generate(
