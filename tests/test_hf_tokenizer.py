@@ -195,6 +195,33 @@ def test_tokenizer_json_ids_equal_hugging_face(json_dirs, ours, name):
         )
 
 
+def test_t5_tokenizer_json_as_transformers_4_wrote_it(json_dirs, tmp_path):
+    # Hub T5 files: Strip and Replace(" {2,}" → "▁") after the charsmap, a
+    # Metaspace pre-tokenizer alone.
+    shutil.copytree(json_dirs["t5"], tmp_path / "t5")
+    path = tmp_path / "t5" / "tokenizer.json"
+    data = json.loads(path.read_text())
+    data["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            data["normalizer"],
+            {"type": "Strip", "strip_left": False, "strip_right": True},
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": "▁"},
+        ],
+    }
+    data["pre_tokenizer"] = {
+        "type": "Metaspace",
+        "replacement": "▁",
+        "add_prefix_space": True,
+        "prepend_scheme": "always",
+        "split": True,
+    }
+    path.write_text(json.dumps(data))
+    tokenizer = hf_tokenizer.load_hf_tokenizer(str(tmp_path / "t5"))
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "t5"))
+    assert _ids(tokenizer, T5_TEXTS) == _hf_ids(hf, T5_TEXTS)
+
+
 def test_llama3_style_tokenizer_json_ids_equal_hugging_face(llama3_dir):
     tokenizer = hf_tokenizer.load_hf_tokenizer(str(llama3_dir))
     hf = transformers.AutoTokenizer.from_pretrained(str(llama3_dir))

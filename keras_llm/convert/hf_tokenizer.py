@@ -293,8 +293,8 @@ def _unigram_normalizer(data, path):
         elif (
             kind == "Replace"
             and node.get("pattern") in ({"Regex": " {2,}"}, {"Regex": " +"})
-            and node.get("content") == " "
-        ):
+            and node.get("content") in (" ", _METASPACE)
+        ):  # transformers 4 wrote "▁", transformers 5 " "
             collapse = True
         elif kind == "Strip":
             strip = True
