@@ -61,8 +61,8 @@ MALFORMED = {
     ),
     "unknown_arch": (
         "model:\n  arch: t6\n",
-        "model.arch: unknown arch (allowed: t5, gpt2, bert, transformer). "
-        "Received: 't6'",
+        "model.arch: unknown arch (allowed: t5, gpt2, bert, transformer, "
+        "llama). Received: 't6'",
     ),
     "unknown_section": (
         MINIMAL + "trian:\n  seed: 1\n",
@@ -362,6 +362,7 @@ def test_model_configs_state_their_kind_and_default_objective():
         "gpt2": (kinds.CAUSAL, "causal_lm"),
         "bert": (kinds.MASKED, "masked_lm"),
         "transformer": (kinds.SEQ2SEQ, None),
+        "llama": (kinds.CAUSAL, "causal_lm"),
     }
     for arch, cls in config.MODEL_CONFIGS.items():
         assert (cls.kind, cls.default_objective) == expected[arch], arch
@@ -464,7 +465,7 @@ def test_arch_of():
         config.arch_of(object())
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "bert", "transformer"])
+@pytest.mark.parametrize("arch", ["gpt2", "bert", "transformer", "llama"])
 def test_new_archs_check_sizes_and_dropout(tmp_path, arch):
     message = _error(
         tmp_path,

@@ -36,7 +36,7 @@ def llama_weight_pairs(model, prefix="model."):
     """
     backbone = getattr(model, "backbone", model)
     d, k = backbone.hidden_dim, backbone.head_dim
-    h, h_kv = backbone.num_heads, backbone.cache_heads
+    h, h_kv = backbone.num_heads, backbone.num_key_value_heads
     queries = weights.heads_in(d, h, k)
     keys_values = weights.heads_in(d, h_kv, k)
     outputs = weights.heads_out(h, k, d)

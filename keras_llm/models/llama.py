@@ -400,11 +400,11 @@ class LlamaBackbone(Backbone):
         vocabulary_size: int. `V`.
         num_layers: int. Decoder blocks.
         num_heads: int. Query heads `H`.
+        num_key_value_heads: int. Key/value heads `H_kv`; divides
+            `num_heads` (equal: multi-head attention; fewer: grouped-query
+            attention, `H / H_kv` query heads per key/value head).
         hidden_dim: int. `D`.
         intermediate_dim: int. SwiGLU width `F`.
-        num_key_value_heads: int. Key/value heads; divides `num_heads`
-            (equal: multi-head attention; fewer: grouped-query attention).
-            Defaults to `num_heads`.
         key_value_dim: int. Head size `K` (even). Defaults to
             `hidden_dim // num_heads`.
         dropout: float. Dropout on the attention probabilities (Hugging
@@ -452,9 +452,9 @@ class LlamaBackbone(Backbone):
         vocabulary_size,
         num_layers,
         num_heads,
+        num_key_value_heads,
         hidden_dim,
         intermediate_dim,
-        num_key_value_heads=None,
         key_value_dim=None,
         dropout=0.0,
         max_sequence_length=2048,
@@ -495,7 +495,7 @@ class LlamaBackbone(Backbone):
         self.transformer_blocks = [
             LlamaDecoderBlock(
                 num_heads=num_heads,
-                num_key_value_heads=num_key_value_heads or num_heads,
+                num_key_value_heads=num_key_value_heads,
                 head_dim=head_dim,
                 intermediate_dim=intermediate_dim,
                 rope=rope,
@@ -530,9 +530,9 @@ class LlamaBackbone(Backbone):
         self.vocabulary_size = vocabulary_size
         self.num_layers = num_layers
         self.num_heads = num_heads
+        self.num_key_value_heads = num_key_value_heads
         self.hidden_dim = hidden_dim
         self.intermediate_dim = intermediate_dim
-        self.num_key_value_heads = num_key_value_heads
         self.key_value_dim = key_value_dim
         self.dropout = dropout
         self.max_sequence_length = max_sequence_length
@@ -550,11 +550,6 @@ class LlamaBackbone(Backbone):
     @property
     def head_dim(self):
         return self.key_value_dim or self.hidden_dim // self.num_heads
-
-    @property
-    def cache_heads(self):
-        """Heads in the KV cache: the key/value heads."""
-        return self.num_key_value_heads or self.num_heads
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -602,7 +597,7 @@ class LlamaCausalLM(CausalLM):
             backbone.num_layers,
             2,
             max_length,
-            backbone.cache_heads,
+            backbone.num_key_value_heads,
             backbone.head_dim,
         )
         return ops.zeros(shape, dtype=backbone.compute_dtype)
