@@ -50,9 +50,14 @@ def model():
     "tie, extra",
     [
         (False, {}),
-        (True, dict(key_value_dim=10, rope_scaling="llama3",
-                    rope_scaling_factor=8.0,
-                    rope_original_max_sequence_length=16)),
+        # ~9 s; tied weights and llama3 scaling are also in
+        # tests/test_convert_llama.py's parity and generation tests.
+        pytest.param(
+            True, dict(key_value_dim=10, rope_scaling="llama3",
+                       rope_scaling_factor=8.0,
+                       rope_original_max_sequence_length=16),
+            marks=pytest.mark.large,
+        ),
     ],
     ids=["untied", "tied_llama3"],
 )  # fmt: skip
