@@ -168,19 +168,27 @@ def check_backbone(cls, init_kwargs, inputs, tmp_path):
     return backbone
 
 
-def check_task(task_cls, backbone_cls, init_kwargs, inputs, tmp_path):
+def check_task(
+    task_cls, backbone_cls, init_kwargs, inputs, tmp_path, task_kwargs=None
+):
     """The task-model contract (keras-hub's `run_task_test`): a kind and
-    its input format; float32 logits `(B, T, V)`; `.keras` round trip; a
-    jit-compiled training step on `loss_terms` lowers the loss; for
-    generating kinds, step-by-step `call_with_cache` equals the full pass;
-    `mixed_bfloat16` logits float32 and close to float32's.
+    its input format; float32 logits `(B, T, V)` (a classifier's
+    `(B, num_labels)`); `.keras` round trip; a jit-compiled training step
+    on `loss_terms` lowers the loss; for generating kinds, step-by-step
+    `call_with_cache` equals the full pass; `mixed_bfloat16` logits float32
+    and close to float32's.
+
+    Args:
+        task_kwargs: the task's own arguments (a classifier's
+            `num_labels`).
 
     Returns:
         The task model (float32).
     """
     from keras_llm import kinds
 
-    model = task_cls(backbone_cls(**init_kwargs))
+    task_kwargs = task_kwargs or {}
+    model = task_cls(backbone_cls(**init_kwargs), **task_kwargs)
     name = keras.saving.get_registered_name(task_cls)
     assert name == f"keras_llm>{task_cls.__name__}"
     assert model.kind in kinds.KINDS
@@ -191,7 +199,10 @@ def check_task(task_cls, backbone_cls, init_kwargs, inputs, tmp_path):
     )
     batch, length = inputs[labels_key].shape
     vocabulary_size = init_kwargs["vocabulary_size"]
-    assert logits.shape == (batch, length, vocabulary_size)
+    if model.kind == kinds.CLASSIFIER:
+        assert logits.shape == (batch, task_kwargs["num_labels"])
+    else:
+        assert logits.shape == (batch, length, vocabulary_size)
     assert logits.dtype == np.float32
 
     path = tmp_path / f"{task_cls.__name__}.keras"
@@ -205,9 +216,20 @@ def check_task(task_cls, backbone_cls, init_kwargs, inputs, tmp_path):
     elif model.kind == kinds.CAUSAL:
         _check_causal_cache(model, inputs, logits)
 
-    _check_training_step(model, inputs, labels_key)
+    if model.kind == kinds.CLASSIFIER:
+        labels = np.arange(batch) % task_kwargs["num_labels"]
+        _check_training_step(model, inputs, labels, np.ones(batch, "float32"))
+    else:
+        _check_training_step(
+            model,
+            inputs,
+            np.roll(inputs[labels_key], -1, axis=1),
+            inputs[labels_key.replace("token_ids", "padding_mask")],
+        )
 
-    mixed = task_cls(backbone_cls(**init_kwargs, dtype="mixed_bfloat16"))
+    mixed = task_cls(
+        backbone_cls(**init_kwargs, dtype="mixed_bfloat16"), **task_kwargs
+    )
     mixed.set_weights(model.get_weights())
     mixed_logits = mixed(inputs)
     assert mixed_logits.dtype == "float32"  # the head casts
@@ -258,9 +280,7 @@ def _check_causal_cache(model, inputs, full):
     )
 
 
-def _check_training_step(model, inputs, labels_key):
-    labels = np.roll(inputs[labels_key], -1, axis=1)
-    weights = inputs[labels_key.replace("token_ids", "padding_mask")]
+def _check_training_step(model, inputs, labels, weights):
     optimizer = keras.optimizers.Adam(1e-2)
 
     @tf.function(jit_compile=True)
