@@ -115,27 +115,20 @@ def tokenizer_dir(cfg):
 
 
 def load_weights(cfg, model):
-    """Sets `model`'s starting weights from `train.init_checkpoint`.
-
-    Returns:
-        What was loaded, as a phrase for the log.
-    """
+    """Sets `model`'s starting weights from `train.init_checkpoint` (and
+    says which in the log)."""
     from keras_llm import loading
 
     source = loading.load(cfg.train.init_checkpoint)
+    where = f"{cfg.train.init_checkpoint} ({source.checkpoint_path})"
     if type(source) is type(model):
         model.set_weights(source.get_weights())
-        what = "all weights"
-    else:
-        model.backbone.set_weights(source.backbone.get_weights())
-        what = (
-            f"the backbone's weights ({type(model).__name__}'s own layers "
-            f"start fresh; {type(source).__name__}'s are not used)"
-        )
+        logger.info("Starting from all weights of %s.", where)
+        return
+    model.backbone.set_weights(source.backbone.get_weights())
     logger.info(
-        "Starting from %s of %s (%s).",
-        what,
-        cfg.train.init_checkpoint,
-        source.checkpoint_path,
+        "Starting from the backbone weights of %s; %s's own layers start "
+        "fresh.",
+        where,
+        type(model).__name__,
     )
-    return what
