@@ -210,6 +210,66 @@ def test_allowed_changes_resume_and_are_recorded(trained, tmp_path):
     assert steps == [1, 2, 3, 4, 5]  # each step once
 
 
+@pytest.mark.large
+def test_early_stopping_resumes_exactly(sentencepiece_dir, tmp_path):
+    """Early stopping decides on the best value and the patience count of
+    the checkpoint it resumes from. At a learning rate too small to change
+    the greedy outputs, val_bleu never beats step 0's: patience 2 stops at
+    step 4, whether the run goes straight there or stops at step 2 and
+    resumes; both end with the same logs, best checkpoint and weights, and
+    a stopped run stays stopped."""
+    pairs = tmp_path / "pairs.tsv"
+    words = "the cat sat on a mat dog ran in park".split()
+    pairs.write_text(
+        "".join(
+            f"{' '.join(words[i % 7 : i % 7 + 3])} {i}\t{words[i % 10]} {i}\n"
+            for i in range(300)
+        )
+    )
+
+    def train(run_dir, steps):
+        return _kllm(
+            "train", "t5_tiny", "--run-dir", run_dir,
+            *_sets(
+                "data.source=files",
+                f"data.train_files={pairs}",
+                "data.validation_fraction=0.1",
+                f"data.tokenizer={sentencepiece_dir}",
+                f"train.train_steps={steps}",
+                "train.learning_rate=1.0e-9",
+                "train.checkpoint_interval_steps=3",
+                "train.eval_metrics=[bleu]",
+                "train.eval_examples=4",
+                "train.best_metric=val_bleu",
+                "train.early_stopping_patience=2",
+                "runtime.jit_compile=false",
+            ),
+        )  # fmt: skip
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    result = train(straight, 10)
+    assert result.exit_code == 0, result.output
+    stop = "Early stopping at step 4: val_bleu has not improved on"
+    assert stop in result.output
+    assert "(stopped early)" in result.output
+    assert train(resumed, 2).exit_code == 0  # 1 validation without gain
+    result = train(resumed, 10)
+    assert result.exit_code == 0, result.output
+    assert "(step 2 of 10)" in result.output and stop in result.output
+    assert _logged(resumed) == _logged(straight)
+    best = "checkpoints/best/best.json"
+    assert (resumed / best).read_text() == (straight / best).read_text()
+    assert json.loads((straight / best).read_text())["step"] == 0
+    train_utils.assert_same_weights(
+        train_utils.latest_values(str(resumed)),
+        train_utils.latest_values(str(straight)),
+        atol=0,
+    )
+    result = train(resumed, 10)  # stopped: no step taken
+    assert result.exit_code == 0 and stop in result.output
+    assert _logged(resumed) == _logged(straight)
+
+
 # === The built-in data says what it is ======================================
 
 
