@@ -167,6 +167,32 @@ def llama3_dir(tmp_path_factory):
     return directory
 
 
+@pytest.fixture(scope="module")
+def llama2_dir(tmp_path_factory):
+    """A tiny Llama-2-style tokenizer (SentencePiece BPE with byte fallback,
+    <unk> <s> </s>), as transformers 5 saves it: tokenizer.json only."""
+    import io
+
+    import sentencepiece
+
+    lines = [line for text in CORPUS for line in text.splitlines()]
+    writer = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter([line for line in lines if line.strip()]),
+        model_writer=writer, vocab_size=600, model_type="bpe",
+        byte_fallback=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True,
+        allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2,
+        pad_id=-1, num_threads=1, minloglevel=2,
+    )  # fmt: skip
+    directory = tmp_path_factory.mktemp("llama2")
+    (directory / "tokenizer.model").write_bytes(writer.getvalue())
+    hf = transformers.LlamaTokenizer.from_pretrained(str(directory))
+    (directory / "tokenizer.model").unlink()
+    hf.save_pretrained(str(directory))
+    return directory
+
+
 # --- tokenizer.json in ----------------------------------------------------
 
 
@@ -287,13 +313,14 @@ def test_a_lookaround_free_split_regex_runs_as_written(llama3_dir, tmp_path):
         (
             lambda d: d["model"].update(type="WordLevel"),
             "tokenizer model type 'WordLevel' is not supported; keras_llm "
-            "reads Unigram (T5), byte-level BPE (GPT-2, Llama 3) and "
-            "WordPiece (BERT).",
+            "reads Unigram (T5), BPE (byte-level as GPT-2's and Llama 3's, "
+            "or with byte_fallback as Llama 2's) and WordPiece (BERT).",
         ),
         (
-            lambda d: d["model"].update(byte_fallback=True),
-            "SentencePiece-style BPE (byte_fallback, Metaspace: Llama 2, "
-            "Mistral) is not supported",
+            lambda d: d.update(pre_tokenizer={"type": "Whitespace"}),
+            "a BPE that is neither byte-level (GPT-2, Llama 3) nor "
+            "SentencePiece-style with byte_fallback as Llama 2's is not "
+            "supported.",
         ),
     ],
 )
@@ -310,6 +337,56 @@ def test_unsupported_tokenizer_json_is_one_line(
     assert str(error.value).startswith(f"{path}: ")
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+LLAMA2_TEXTS = VARIED + [
+    "<s>Hello</s> world",
+    " leading",
+    "a <s> b",
+    "a <s>b",
+    "ünïcödé ✓ 😀 \x85",
+]
+
+
+@pytest.mark.parametrize(
+    "config, scheme",
+    [
+        ({}, "first"),
+        ({"legacy": True}, "always"),
+        ({"add_prefix_space": False}, "never"),
+        # Not LlamaTokenizer: the file's own Metaspace.
+        ({"tokenizer_class": "PreTrainedTokenizerFast"}, "first"),
+    ],
+)
+def test_llama2_style_tokenizer_json_in_and_out(
+    llama2_dir, tmp_path, config, scheme
+):
+    shutil.copytree(llama2_dir, tmp_path / "in")
+    path = tmp_path / "in" / "tokenizer_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+    tokenizer = hf_tokenizer.load_hf_tokenizer(str(tmp_path / "in"))
+    assert tokenizer.kind == "sentencepiece"
+    assert tokenizer.prepend_scheme == scheme
+    assert (tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id) == (0, 1, 2)
+    assert tokenizer.pad_id == tokenizer.eos_id  # Llama has no pad
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "in"))
+    ids = _ids(tokenizer, LLAMA2_TEXTS)
+    assert ids == _hf_ids(hf, LLAMA2_TEXTS)
+    # Invalid byte runs decode as U+FFFD per byte piece, as ByteFallback.
+    rows = _random_ids(tokenizer, 100) + ids
+    assert _decode(tokenizer, rows) == hf.batch_decode(
+        rows, skip_special_tokens=True
+    )
+    # Our metadata keeps the scheme; written back, transformers agrees.
+    tokenizer.save(str(tmp_path / "ours"))
+    loaded = tokenizer_lib.load_tokenizer(str(tmp_path / "ours"))
+    assert _ids(loaded, LLAMA2_TEXTS) == ids
+    hf_tokenizer.write_hf_tokenizer(loaded, tmp_path / "out", "llama")
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    assert _hf_ids(hf, LLAMA2_TEXTS) == ids
+    assert _decode(loaded, rows) == hf.batch_decode(
+        rows, skip_special_tokens=True
+    )
 
 
 # --- tokenizer.json out ---------------------------------------------------
@@ -503,7 +580,6 @@ def _convert(src, out):
 @pytest.mark.parametrize("name", ["t5", "gpt2", "bert"])
 def test_convert_hf_reads_tokenizer_json(json_checkpoints, tmp_path, name):
     import keras_llm
-    from keras_llm import generation
 
     src = json_checkpoints(name)
     assert not {"spiece.model", "vocab.json", "vocab.txt"} & set(
@@ -516,11 +592,15 @@ def test_convert_hf_reads_tokenizer_json(json_checkpoints, tmp_path, name):
     assert _ids(lm.tokenizer, texts) == _hf_ids(hf, texts)
     if name == "t5":
         assert lm.tokenizer.num_sentinels == NUM_SENTINELS
+        _check_generate_strings(lm, hf)
     if name == "bert":
-        return
-    # generate gives Hugging Face's batch_decode(skip_special_tokens=True)
-    # of the generated ids; keep_special_tokens the old rendering.
-    from tests import test_convert
+        _check_fill_mask_strings(lm, run_dir)
+
+
+def _check_generate_strings(lm, hf):
+    """generate gives Hugging Face's batch_decode(skip_special_tokens=True)
+    of the generated ids; keep_special_tokens the old rendering."""
+    from keras_llm import generation
 
     prompts = ["The for statement", "x", "Hello world"]
     tokenizer = lm.tokenizer
@@ -536,23 +616,31 @@ def test_convert_hf_reads_tokenizer_json(json_checkpoints, tmp_path, name):
         pad_id=tokenizer.pad_id,
         jit_compile=False,
     )
-    if name == "t5":
-        assert np.isin(ids, tokenizer.special_ids[3:]).any(), ids
+    assert np.isin(ids, tokenizer.special_ids[3:]).any(), ids  # sentinels
     outputs = lm.generate(prompts, config, jit_compile=False)
     assert outputs == hf.batch_decode(ids, skip_special_tokens=True)
     kept = lm.generate(
         prompts, config, jit_compile=False, keep_special_tokens=True
     )
     assert kept == _decode(tokenizer, ids.tolist(), skip=False)
-    # kllm generate --keep-special-tokens reaches the library.
-    flags = ["--max-new-tokens", 6, "--do-sample", "--temperature", 5.0]
-    flags += ["--seed", 3, "--no-xla", "--jsonl", "--keep-special-tokens"]
-    result = test_convert._kllm("generate", run_dir, *prompts, *flags)
-    assert result.exit_code == 0, result.output
-    lines = [json.loads(x)["output"] for x in result.stdout.splitlines()]
-    assert lines == kept
-    if name == "t5":
-        assert kept != outputs and "<extra_id_" in "".join(kept)
+    assert kept != outputs and "<extra_id_" in "".join(kept)
+
+
+def _check_fill_mask_strings(lm, run_dir):
+    """kllm generate (fill-mask on BERT) prints Hugging Face's spacing, and
+    --keep-special-tokens the tokenizer's own."""
+    from tests import test_convert
+
+    texts = ["a, [MASK] b. don't"]
+    for flags, keep in (([], False), (["--keep-special-tokens"], True)):
+        result = test_convert._kllm(
+            "generate", run_dir, *texts, "--jsonl", *flags
+        )
+        assert result.exit_code == 0, result.output
+        (line,) = result.stdout.splitlines()
+        expected = lm.fill_mask(texts, keep_special_tokens=keep)[0]
+        assert json.loads(line)["output"] == expected["output"]
+        assert (" ," in expected["output"]) == keep
 
 
 def test_legacy_files_and_tokenizer_json_must_agree(json_checkpoints, tmp_path):
@@ -586,7 +674,8 @@ def test_convert_refuses_an_unsupported_tokenizer_json(
         src,
         tmp_path / "runs" / "out",
         f"{path}: tokenizer model type 'WordLevel' is not supported",
-        "Unigram (T5), byte-level BPE (GPT-2, Llama 3) and WordPiece (BERT)",
+        "Unigram (T5), BPE (byte-level as GPT-2's and Llama 3's, or with "
+        "byte_fallback as Llama 2's) and WordPiece (BERT).",
     )
 
 

@@ -36,7 +36,10 @@ import re
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-SUPPORTED = "Unigram (T5), byte-level BPE (GPT-2, Llama 3) and WordPiece (BERT)"
+SUPPORTED = (
+    "Unigram (T5), BPE (byte-level as GPT-2's and Llama 3's, or with "
+    "byte_fallback as Llama 2's) and WordPiece (BERT)"
+)
 _SENTINEL = re.compile(r"<extra_id_(\d+)>")
 _BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")
 _METASPACE = "\u2581"
@@ -334,12 +337,10 @@ def _bpe(data, config, path):
     from keras_llm.data import bpe_tokenizer
 
     model = data["model"]
-    if model.get("byte_fallback") or not _is_byte_level(data):
-        raise TokenizerJsonError(
-            f"{path}: a SentencePiece-style BPE (byte_fallback, Metaspace: "
-            "Llama 2, Mistral) is not supported; keras_llm reads byte-level "
-            "BPE (GPT-2, Llama 3)."
-        )
+    if not _is_byte_level(data):
+        return _sentencepiece_bpe(data, config, path)
+    if model.get("byte_fallback"):
+        _refuse(path, "byte_fallback in a byte-level BPE", True)
     for key in ("continuing_subword_prefix", "end_of_word_suffix"):
         if model.get(key):
             _refuse(path, f"the BPE {key}", model[key])
@@ -381,6 +382,145 @@ def _bpe(data, config, path):
         special_tokens=special,
         split_pattern=split_pattern,
         ignore_merges=bool(model.get("ignore_merges")),
+    )
+
+
+def _sentencepiece_bpe(data, config, path):
+    """Llama 2's SentencePiece BPE (byte fallback, "▁" for spaces) as a
+    SentencePiece BPE model proto.
+
+    SentencePiece merges the adjacent pair whose concatenation has the best
+    score; Hugging Face applies its merges by rank. A piece's score is minus
+    the rank of the first merge that makes it, so both merge alike where
+    every merge result's pairs are merges (as in files converted from a
+    SentencePiece model, which list every split of every piece).
+    """
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    from keras_llm.data.sentencepiece_tokenizer import SentencePieceTokenizer
+
+    model = data["model"]
+    refusal = (
+        f"{path}: a BPE that is neither byte-level (GPT-2, Llama 3) nor "
+        "SentencePiece-style with byte_fallback as Llama 2's"
+    )
+    if not model.get("byte_fallback"):
+        raise TokenizerJsonError(f"{refusal} is not supported.")
+    for key in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
+        if model.get(key):
+            _refuse(path, f"the BPE {key}", model[key])
+    if model.get("ignore_merges"):
+        _refuse(path, "ignore_merges with byte_fallback", True)
+    scheme = _metaspace_scheme(data, config, path)
+    vocab = {str(k): int(v) for k, v in model["vocab"].items()}
+    added = _added_tokens(data)
+    for token, (token_id, _) in added.items():
+        if vocab.get(token, token_id) != token_id:
+            raise TokenizerJsonError(
+                f"{path}: added token {token!r} has id {token_id}, the "
+                f"vocabulary {vocab[token]}."
+            )
+        vocab[token] = token_id
+    pieces = sorted(vocab, key=vocab.get)
+    if [vocab[p] for p in pieces] != list(range(len(pieces))):
+        raise TokenizerJsonError(
+            f"{path}: the BPE ids are not 0..{len(pieces) - 1} without gaps."
+        )
+    missing = [
+        f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in vocab
+    ]
+    if missing:
+        raise TokenizerJsonError(
+            f"{path}: byte_fallback needs the 256 byte pieces <0x00>..<0xFF>; "
+            f"missing {', '.join(missing[:3])} ({len(missing)} in all)."
+        )
+    rank = {}
+    for i, merge in enumerate(model.get("merges") or []):
+        left, right = merge if isinstance(merge, list) else merge.split(" ")
+        rank.setdefault(left + right, i)
+    unk = model.get("unk_token") or _config_token(config, "unk_token", "<unk>")
+    if unk not in vocab:
+        raise TokenizerJsonError(
+            f"{path}: no unknown piece ({unk!r}); SentencePiece needs one."
+        )
+    proto = model_pb2.ModelProto()
+    types = model_pb2.ModelProto.SentencePiece
+    for i, piece in enumerate(pieces):
+        entry = proto.pieces.add(piece=piece, score=-float(rank.get(piece, i)))
+        if piece == unk:
+            entry.type = types.UNKNOWN
+        elif piece in added:
+            entry.type = (
+                types.CONTROL if added[piece][1] else types.USER_DEFINED
+            )
+        elif _BYTE_PIECE.fullmatch(piece):
+            entry.type = types.BYTE
+    trainer = proto.trainer_spec
+    trainer.model_type = model_pb2.TrainerSpec.BPE
+    trainer.vocab_size = len(pieces)
+    trainer.byte_fallback = True
+    trainer.unk_id, trainer.unk_piece = vocab[unk], unk
+    for name in ("bos", "eos", "pad"):
+        token = _config_token(config, f"{name}_token")
+        if token in vocab and token in added:
+            setattr(trainer, f"{name}_id", vocab[token])
+            setattr(trainer, f"{name}_piece", token)
+        else:
+            setattr(trainer, f"{name}_id", -1)
+    if trainer.eos_id < 0:
+        raise TokenizerJsonError(
+            f"{path}: no eos_token among the added tokens (name it in "
+            f"{TOKENIZER_CONFIG_FILE})."
+        )
+    normalizer = proto.normalizer_spec
+    normalizer.name = "identity"
+    normalizer.add_dummy_prefix = False  # the tokenizer prepends (scheme)
+    normalizer.remove_extra_whitespaces = False
+    normalizer.escape_whitespaces = True
+    return SentencePieceTokenizer(
+        proto.SerializeToString(),
+        clean_up_tokenization_spaces=bool(
+            config.get("clean_up_tokenization_spaces", False)
+        ),
+        prepend_scheme=scheme,
+    )
+
+
+def _metaspace_scheme(data, config, path):
+    """Where Llama 2's tokenizer puts the "▁" prefix (`Metaspace`'s
+    `prepend_scheme`).
+
+    transformers 5's `LlamaTokenizer` ignores the file's normalizer and
+    pre-tokenizer and builds `Metaspace(prepend_scheme=...)` from
+    `tokenizer_config.json`: "first", or "always" with `legacy: true`,
+    "never" with `add_prefix_space: false`. Other classes run the file's
+    `Metaspace`.
+    """
+    if config.get("tokenizer_class") in (
+        "LlamaTokenizer",
+        "LlamaTokenizerFast",
+    ):
+        if config.get("add_prefix_space") is False:
+            return "never"
+        return "always" if config.get("legacy") else "first"
+    normalizers = _components(data.get("normalizer"), "normalizers")
+    pre = _components(data.get("pre_tokenizer"), "pretokenizers")
+    if (
+        not normalizers
+        and len(pre) == 1
+        and pre[0].get("type") == "Metaspace"
+        and pre[0].get("replacement") == _METASPACE
+        and pre[0].get("prepend_scheme") in ("first", "always", "never")
+        and not pre[0].get("split", True)
+    ):
+        return pre[0]["prepend_scheme"]
+    _refuse(
+        path,
+        "a SentencePiece-style BPE set up as",
+        {
+            "normalizer": data.get("normalizer"),
+            "pre": data.get("pre_tokenizer"),
+        },
     )
 
 
@@ -717,6 +857,8 @@ def _sentencepiece_files(tokenizer):
 
     proto = model_pb2.ModelProto()
     proto.ParseFromString(tokenizer.model)
+    if tokenizer.prepend_scheme is not None:
+        return _sentencepiece_bpe_files(tokenizer, proto)
     types = model_pb2.ModelProto.SentencePiece
     vocab = [[piece.piece, piece.score] for piece in proto.pieces]
     specials = {
@@ -777,6 +919,94 @@ def _sentencepiece_files(tokenizer):
         "additional_special_tokens": sentinels[::-1],
     }
     return body, specials, config, {"spiece.model": tokenizer.model}
+
+
+def _sentencepiece_bpe_files(tokenizer, proto):
+    """Llama 2's layout: a BPE with byte_fallback, its merges derived from
+    the pieces as transformers derives them from a SentencePiece model
+    (every split of a piece into two pieces, by the piece's score)."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    types = model_pb2.ModelProto.SentencePiece
+    if proto.trainer_spec.model_type != model_pb2.TrainerSpec.BPE:
+        raise ValueError(
+            "A SentencePiece tokenizer with prepend_scheme must hold a BPE "
+            "model (Llama 2's)."
+        )
+    vocab = {piece.piece: i for i, piece in enumerate(proto.pieces)}
+    order = sorted(
+        range(len(proto.pieces)), key=lambda i: (-proto.pieces[i].score, i)
+    )
+    merges = []
+    for i in order:
+        piece = proto.pieces[i]
+        if piece.type != types.NORMAL:
+            continue
+        text = piece.piece
+        splits = [
+            (text[:k], text[k:])
+            for k in range(1, len(text))
+            if text[:k] in vocab and text[k:] in vocab
+        ]
+        merges += sorted(splits, key=lambda pair: (vocab[pair[0]],
+                                                   vocab[pair[1]]))  # fmt: skip
+    specials = {
+        piece.piece: i
+        for i, piece in enumerate(proto.pieces)
+        if piece.type in (types.CONTROL, types.UNKNOWN, types.USER_DEFINED)
+    }
+    metaspace = {
+        "type": "Metaspace",
+        "replacement": _METASPACE,
+        "prepend_scheme": tokenizer.prepend_scheme,
+        "split": False,
+    }
+    bos = _piece(proto, tokenizer.bos_id)
+    body = {
+        "normalizer": None,
+        "pre_tokenizer": metaspace,
+        "post_processor": _template(
+            [bos] if bos else [], ["$A"], {bos: tokenizer.bos_id} if bos else {}
+        ),
+        "decoder": {
+            "type": "Sequence",
+            "decoders": [
+                {
+                    "type": "Replace",
+                    "pattern": {"String": _METASPACE},
+                    "content": " ",
+                },
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+            ],
+        },
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": _piece(proto, tokenizer.unk_id),
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": True,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": [list(pair) for pair in merges],
+        },
+    }
+    config = {
+        "bos_token": bos,
+        "eos_token": _piece(proto, tokenizer.eos_id),
+        "unk_token": _piece(proto, tokenizer.unk_id),
+        "pad_token": None,
+        "add_bos_token": bos is not None,
+        "add_eos_token": False,
+        # What transformers 5's LlamaTokenizer builds its Metaspace from.
+        "tokenizer_class": "LlamaTokenizer",
+        "legacy": tokenizer.prepend_scheme == "always",
+        "add_prefix_space": tokenizer.prepend_scheme != "never",
+    }
+    return body, specials, config, {"tokenizer.model": tokenizer.model}
 
 
 def _piece(proto, token_id):

@@ -40,6 +40,14 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
             to `0`.
         clean_up_tokenization_spaces: bool. Hugging Face's setting (see
             `Tokenizer`). Defaults to `False`, as transformers 5's.
+        prepend_scheme: `None`, `"first"`, `"always"` or `"never"`.
+            `None` (T5): the model's own dummy prefix "▁" before every chunk
+            of text. Otherwise the model has none (Llama 2's, read from a
+            `tokenizer.json`) and, as Hugging Face's
+            `Metaspace(prepend_scheme=...)`, a space goes before the chunk
+            that starts the text (`"first"`) or before every chunk between
+            special tokens (`"always"`), unless it starts with one;
+            decoding then drops one leading space (the `Strip` decoder).
 
     Example:
     ```python
@@ -52,7 +60,11 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
     kind = "sentencepiece"
 
     def __init__(
-        self, model, num_sentinels=0, clean_up_tokenization_spaces=False
+        self,
+        model,
+        num_sentinels=0,
+        clean_up_tokenization_spaces=False,
+        prepend_scheme=None,
     ):
         import sentencepiece
 
@@ -68,15 +80,30 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
             name: getattr(processor, f"{name}_id")()
             for name in ("pad", "eos", "bos", "unk")
         }
-        if ids["pad"] < 0:
+        if prepend_scheme not in (None, "first", "always", "never"):
+            raise ValueError(
+                "`prepend_scheme` must be None, 'first', 'always' or "
+                f"'never'. Received: {prepend_scheme!r}"
+            )
+        if ids["pad"] < 0 and (prepend_scheme is None or ids["eos"] < 0):
             raise ValueError(
                 "The SentencePiece model has no pad piece: train it with "
                 "`train_sentencepiece` (T5 layout: pad 0, eos 1, unk 2)."
             )
+        specials = {processor.id_to_piece(i): i for i in ids.values() if i >= 0}
+        if ids["pad"] < 0:  # Llama 2: pads with eos, as Hugging Face
+            ids["pad"] = ids["eos"]
         super().__init__(
             num_pieces + num_sentinels,
             **{f"{k}_id": (v if v >= 0 else None) for k, v in ids.items()},
         )
+        self.prepend_scheme = prepend_scheme
+        if prepend_scheme is not None:
+            # Byte pieces <0xNN>: id → byte value, -1 for other pieces.
+            self.byte_values = tf.constant(
+                [_byte_value(processor, i) for i in range(num_pieces)],
+                tf.int32,
+            )
         self.model = model
         self.num_sentinels = int(num_sentinels)
         self.num_pieces = num_pieces
@@ -84,7 +111,6 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
             model, out_type=tf.int32
         )
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
-        specials = {processor.id_to_piece(i): i for i in ids.values() if i >= 0}
         for i in range(num_sentinels):
             specials[f"<extra_id_{i}>"] = self.sentinel_id(i)
         self.special_ids = tuple(sorted(specials.values()))
@@ -102,6 +128,8 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
         config = {"num_sentinels": self.num_sentinels}
         if self.clean_up_tokenization_spaces:
             config["clean_up_tokenization_spaces"] = True
+        if self.prepend_scheme is not None:
+            config["prepend_scheme"] = self.prepend_scheme
         return config
 
     def _save_files(self, directory):
@@ -109,7 +137,11 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
             file.write(self.model)
 
     def _tokenize(self, texts):
-        return self.special_tokens.encode(texts, self._encode_text)
+        if self.prepend_scheme is None:
+            return self.special_tokens.encode(texts, self._encode_text)
+        return self.special_tokens.encode(
+            texts, self._encode_prefixed, first=True
+        )
 
     def _encode_text(self, texts):
         # After normalizing, HF splits words at Unicode whitespace. nmt_nfkc
@@ -117,6 +149,60 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
         # point against HF's T5Tokenizer).
         texts = tf.strings.regex_replace(texts, r"\x{85}", " ")
         return self.sentencepiece.tokenize(texts)
+
+    def _encode_prefixed(self, texts, is_first):
+        # The model adds no "▁": a space becomes one (escape_whitespaces).
+        spaced = tf.strings.regex_full_match(texts, f"(?s)[ {_SPACE}].*")
+        prefix = (texts != "") & ~spaced
+        if self.prepend_scheme == "first":
+            prefix &= is_first
+        elif self.prepend_scheme == "never":
+            prefix &= False
+        texts = tf.where(prefix, tf.strings.join([" ", texts]), texts)
+        return self.sentencepiece.tokenize(texts)
+
+    def _decode(self, ids):
+        if self.prepend_scheme is None:
+            return self._detokenize(ids)
+        # Hugging Face's Llama decoder: "▁" → " ", a run of byte pieces
+        # that is valid UTF-8 → its text, else one U+FFFD per byte piece
+        # (ByteFallback), all joined (Fuse), one leading space dropped
+        # (Strip). SentencePiece's own decoding replaces bad bytes one by
+        # one, so do it here.
+        flat, rows = ids.flat_values, ids.value_rowids()
+        known = flat < self.num_pieces  # sentinels aside
+        value = tf.gather(self.byte_values, tf.where(known, flat, 0))
+        value = tf.where(known, value, -1)
+        is_byte = value >= 0
+        all_bytes = tf.constant([bytes([b]) for b in range(256)])
+        raw = tf.gather(all_bytes, tf.maximum(value, 0))
+        previous = tf.concat([[False], is_byte], 0)[:-1]
+        same_row = tf.concat([[-1], rows], 0)[:-1] == rows
+        run = tf.cumsum(tf.cast(is_byte & ~(previous & same_row), tf.int32))
+        run = tf.where(is_byte, run, 0)  # 0: no run
+        runs = tf.strings.unsorted_segment_join(
+            tf.where(is_byte, raw, ""), run, tf.reduce_max(run) + 1
+        )
+        valid = tf.equal(
+            runs,
+            tf.strings.unicode_transcode(
+                runs, "UTF-8", "UTF-8", errors="replace"
+            ),
+        )
+        pieces = tf.strings.regex_replace(
+            self.sentencepiece.id_to_string(tf.where(known, flat, 0)),
+            _SPACE,
+            " ",
+        )
+        text = tf.where(
+            is_byte,
+            tf.where(tf.gather(valid, run), raw, "\ufffd"),
+            pieces,
+        )
+        texts = tf.strings.reduce_join(ids.with_flat_values(text), axis=1)
+        if self.prepend_scheme == "never":
+            return texts
+        return tf.strings.regex_replace(texts, "^ ", "")
 
     def _detokenize(self, ids):
         # Cut each row into segments: runs of ordinary ids, and each sentinel
@@ -166,7 +252,17 @@ class SentencePieceTokenizer(tokenizer_base.Tokenizer):
         texts = tf.RaggedTensor.from_value_rowids(
             text, segment_rows, nrows=ids.nrows(), validate=False
         )
-        return tf.strings.reduce_join(texts, axis=1)
+        texts = tf.strings.reduce_join(texts, axis=1)
+        if self.prepend_scheme in ("first", "always"):  # the Strip decoder
+            texts = tf.strings.regex_replace(texts, "^ ", "")
+        return texts
+
+
+def _byte_value(processor, i):
+    """The byte of a byte piece `<0xNN>`, else -1."""
+    if not processor.is_byte(i):
+        return -1
+    return int(processor.id_to_piece(i)[3:5], 16)
 
 
 def train_sentencepiece(

@@ -51,7 +51,7 @@ KINDS = {
     "sentencepiece": (
         SentencePieceTokenizer,
         (sentencepiece_tokenizer.MODEL_FILE,),
-        ("num_sentinels", "clean_up_tokenization_spaces"),
+        ("num_sentinels", "clean_up_tokenization_spaces", "prepend_scheme"),
     ),
     "wordpiece": (
         WordPieceTokenizer,

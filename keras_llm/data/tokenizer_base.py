@@ -252,22 +252,39 @@ class SpecialTokens(tf.Module):
         self.pattern = "|".join(re.escape(token) for token in ordered)
         self.table = lookup_table(ordered, [tokens[t] for t in ordered], -1)
 
-    def encode(self, texts, encode):
+    def encode(self, texts, encode, first=False):
         """Ids of `texts` (N,): specials by table, the rest by `encode`.
 
         Args:
             texts: `tf.string` `(N,)`.
             encode: function from `tf.string` `(M,)` to ragged int32
-                `(M, None)`; it must map "" to no ids.
+                `(M, None)`; it must map "" to no ids. With `first`, it
+                takes a bool `(M,)` too: which chunks start their text
+                (Llama's `Metaspace(prepend_scheme="first")` prefixes
+                only those).
+            first: bool. Pass `encode` the bool `(M,)`.
 
         Returns:
             ragged int32 `(N, None)`.
         """
         if not self.pattern:
+            if first:
+                return encode(texts, tf.ones_like(texts, tf.bool))
             return encode(texts)
         chunks = regex_split(texts, self.pattern, self.pattern)
         flat = chunks.flat_values  # (M,)
         special = self.table.lookup(flat)
+        if first:
+            starts = tf.cast(chunks.row_starts(), tf.int32)
+            position = tf.range(tf.size(flat)) - tf.gather(
+                starts, tf.cast(chunks.value_rowids(), tf.int32)
+            )
+            is_first = position == 0
+            function = encode
+
+            def encode(strings):
+                return function(strings, is_first)
+
         return chunks.with_flat_values(
             override_rows(special, encode, flat)
         ).merge_dims(1, 2)
