@@ -188,6 +188,7 @@ def llama2_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("llama2")
     (directory / "tokenizer.model").write_bytes(writer.getvalue())
     hf = transformers.LlamaTokenizer.from_pretrained(str(directory))
+    shutil.copytree(directory, directory.parent / "llama2_model")
     (directory / "tokenizer.model").unlink()
     hf.save_pretrained(str(directory))
     return directory
@@ -386,6 +387,21 @@ def test_llama2_style_tokenizer_json_in_and_out(
     assert _hf_ids(hf, LLAMA2_TEXTS) == ids
     assert _decode(loaded, rows) == hf.batch_decode(
         rows, skip_special_tokens=True
+    )
+
+
+def test_llama2_tokenizer_model_alone(llama2_dir, tmp_path):
+    # A folder with Llama 2's tokenizer.model and no tokenizer.json.
+    model_dir = llama2_dir.parent / "llama2_model"
+    assert os.listdir(model_dir) == ["tokenizer.model"]
+    tokenizer = hf_tokenizer.load_hf_tokenizer(str(model_dir))
+    assert tokenizer.prepend_scheme == "first"
+    hf = transformers.LlamaTokenizer.from_pretrained(str(model_dir))
+    ids = _ids(tokenizer, LLAMA2_TEXTS)
+    assert ids == _hf_ids(hf, LLAMA2_TEXTS)
+    from_json = hf_tokenizer.load_hf_tokenizer(str(llama2_dir))
+    hf_tokenizer.check_same_tokenizer(
+        tokenizer, from_json, "tokenizer.model", "tokenizer.json"
     )
 
 

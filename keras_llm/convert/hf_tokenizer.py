@@ -36,6 +36,7 @@ import re
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+LLAMA_MODEL_FILE = "tokenizer.model"  # Llama 2's SentencePiece model
 SUPPORTED = (
     "Unigram (T5), BPE (byte-level as GPT-2's and Llama 3's, or with "
     "byte_fallback as Llama 2's) and WordPiece (BERT)"
@@ -78,12 +79,14 @@ def read_json(path):
 def load_hf_tokenizer(directory, *, num_sentinels=None):
     """The tokenizer of a Hugging Face folder's `tokenizer.json`.
 
-    Reads `tokenizer.json` and, when present, `tokenizer_config.json` (the
-    eos, bos and pad token names, `clean_up_tokenization_spaces`) in
-    `directory`. For a Llama checkpoint: Llama 3's byte-level BPE comes
-    back as a `BytePairTokenizer` with Llama 3's split regex, bos
-    `<|begin_of_text|>`, the config's eos and its 256 special tokens;
-    Llama 2's SentencePiece-style BPE is refused (one line).
+    Reads `tokenizer.json` (else a Llama 2 `tokenizer.model`) and, when
+    present, `tokenizer_config.json` (the eos, bos and pad token names,
+    `clean_up_tokenization_spaces`, Llama's `legacy` and
+    `add_prefix_space`) in `directory`. For a Llama checkpoint: Llama 3's
+    byte-level BPE comes back as a `BytePairTokenizer` with Llama 3's split
+    regex, bos `<|begin_of_text|>`, the config's eos and its 256 special
+    tokens; Llama 2's SentencePiece BPE as a `SentencePieceTokenizer` with
+    a `prepend_scheme`, eos as its pad.
 
     Args:
         directory: a folder written by `save_pretrained`.
@@ -96,15 +99,23 @@ def load_hf_tokenizer(directory, *, num_sentinels=None):
         `AutoTokenizer` (`add_special_tokens=False`).
 
     Raises:
-        FileNotFoundError: no `tokenizer.json` in `directory`.
+        FileNotFoundError: neither `tokenizer.json` nor `tokenizer.model`
+            in `directory`.
         ValueError: a model type or setting keras_llm cannot run (the
             message names the file, the setting and what is supported).
     """
     config_path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
     config = read_json(config_path) if os.path.isfile(config_path) else {}
-    tokenizer = tokenizer_from_json(
-        os.path.join(directory, TOKENIZER_FILE), config
-    )
+    json_path = os.path.join(directory, TOKENIZER_FILE)
+    model_path = os.path.join(directory, LLAMA_MODEL_FILE)
+    if not os.path.isfile(json_path) and os.path.isfile(model_path):
+        return llama_sentencepiece(model_path, config)
+    if not os.path.isfile(json_path):
+        raise FileNotFoundError(
+            f"{json_path} is missing (and there is no {LLAMA_MODEL_FILE}): "
+            "copy the checkpoint's tokenizer files into the folder."
+        )
+    tokenizer = tokenizer_from_json(json_path, config)
     if num_sentinels is not None and tokenizer.kind == "sentencepiece":
         if tokenizer.num_sentinels != num_sentinels:
             raise TokenizerJsonError(
@@ -483,6 +494,55 @@ def _sentencepiece_bpe(data, config, path):
             config.get("clean_up_tokenization_spaces", False)
         ),
         prepend_scheme=scheme,
+    )
+
+
+def llama_sentencepiece(path, tokenizer_config=None):
+    """Llama 2's `tokenizer.model` (a SentencePiece BPE with byte fallback)
+    as transformers 5's `LlamaTokenizer` runs it.
+
+    The model's own dummy prefix goes; the tokenizer prepends as
+    `Metaspace(prepend_scheme=...)` with the scheme from
+    `tokenizer_config.json` (see `_metaspace_scheme`).
+
+    Raises:
+        FileNotFoundError: `path` is missing.
+        ValueError: not a BPE model with byte fallback (one line).
+    """
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    from keras_llm.data.sentencepiece_tokenizer import SentencePieceTokenizer
+
+    config = tokenizer_config or {}
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing.")
+    with open(path, "rb") as file:
+        proto = model_pb2.ModelProto()
+        try:
+            proto.ParseFromString(file.read())
+        except Exception as error:  # protobuf's DecodeError
+            raise TokenizerJsonError(
+                f"{path} is not a SentencePiece model: {error}"
+            ) from None
+    trainer = proto.trainer_spec
+    if trainer.model_type != model_pb2.TrainerSpec.BPE or not (
+        trainer.byte_fallback
+    ):
+        raise TokenizerJsonError(
+            f"{path}: keras_llm reads Llama 2's SentencePiece model (BPE "
+            "with byte_fallback) from tokenizer.model; this one is not."
+        )
+    normalizer = proto.normalizer_spec
+    normalizer.add_dummy_prefix = False  # the tokenizer prepends (scheme)
+    normalizer.remove_extra_whitespaces = False
+    return SentencePieceTokenizer(
+        proto.SerializeToString(),
+        clean_up_tokenization_spaces=bool(
+            config.get("clean_up_tokenization_spaces", False)
+        ),
+        prepend_scheme=_metaspace_scheme(
+            None, {**config, "tokenizer_class": "LlamaTokenizer"}, path
+        ),
     )
 
 
