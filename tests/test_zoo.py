@@ -66,6 +66,8 @@ EXPECTED_PARAMETERS = {
     # drops the pooler; our BertMaskedLM keeps the backbone whole.
     "bert_base": 110_104_890,
     "bert_tiny": 150_144,  # BertModel 145,344 + head 4,800
+    # BertModel 145,344 + a dense head over two labels (64 * 2 + 2).
+    "bert_tiny_classifier": 145_474,
     "transformer_base": 63_082_496,  # by hand: tests/models/test_transformer.py
     "transformer_tiny": 200_192,
     # meta-llama/Llama-3.2-1B's published count (LlamaForCausalLM, tied).
@@ -76,6 +78,7 @@ EXPECTED_PARAMETERS = {
 EXPECTED_BACKBONE_PARAMETERS = {
     "bert_base": 109_482_240,  # BertModel (bert-base-uncased), pooler included
     "bert_tiny": 145_344,  # BertModel of the same shape
+    "bert_tiny_classifier": 145_344,
 }
 
 

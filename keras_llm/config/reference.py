@@ -278,6 +278,11 @@ def _model_section() -> str:
         )
         if cls.default_objective and pairs in objectives and auto != pairs:
             line += f", or `{pairs}` when the data gives input/target pairs"
+        if auto in kinds.EITHER_OBJECTIVES:
+            line += ", on single texts or on prompt/completion pairs"
+        for other in getattr(cls, "other_kinds", ()):
+            named = ", ".join(f"`{o}`" for o in kinds.OBJECTIVES[other])
+            line += f"; it trains as kind `{other}` with {named}"
         parts += [
             f"### model.arch: {arch}\n",
             _docstring(cls),

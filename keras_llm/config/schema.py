@@ -428,12 +428,14 @@ class DataConfig(_Section):
     # text<TAB>label). The label set is read from the training files.
     label_field: str = "label"
     # What the model learns; auto: by arch (see model) and by whether the
-    # data gives input/target pairs (then seq2seq).
+    # data gives input/target pairs (then seq2seq, or causal_lm for a
+    # decoder-only model). classification: BERT with a head over the
+    # labels of the training files.
     objective: str = "auto"
     # Text put before every input (seq2seq), e.g. "translate English to
     # Spanish: ".
     task_prefix: str = ""
-    # causal_lm on prompt/completion pairs: false puts the loss on the
+    # Prompt/completion pairs under causal_lm: false puts the loss on the
     # completion only (and the EOS after it); true on the prompt too.
     loss_on_prompt: bool = False
     # Tokens per example: the encoder's input (seq2seq, span corruption),
