@@ -14,12 +14,14 @@ Unigram (T5)           ↔  SentencePieceTokenizer (a SentencePiece model
                           the added `<extra_id_N>` tokens)
 BPE, byte-level        ↔  BytePairTokenizer (GPT-2's split regex or
   (GPT-2, Llama 3)        another, e.g. Llama 3's, kept as a setting)
+BPE, byte_fallback     ↔  SentencePieceTokenizer with a prepend_scheme (a
+  (Llama 2)               SentencePiece BPE proto, scores from the merges)
 WordPiece (BERT)       ↔  WordPieceTokenizer (lowercase and strip_accents
                           from the BertNormalizer)
 ```
 Ids equal those of `AutoTokenizer.from_pretrained(folder)` with
-`add_special_tokens=False`. Other models (WordLevel, SentencePiece-style
-BPE with byte fallback as Llama 2's) are refused with one line.
+`add_special_tokens=False`. Other models (WordLevel, ...) and settings
+these models lack are refused with one line naming the file.
 
 Read: `tokenizer_from_json(path, tokenizer_config)` (what `kllm convert hf`
 uses when a checkpoint has no legacy files), `load_hf_tokenizer(folder)`
@@ -155,6 +157,8 @@ def tokenizer_from_json(path, tokenizer_config=None):
         return readers[model_type](data, config, path)
     except TokenizerJsonError:
         raise
+    except (ValueError, RuntimeError) as error:  # our tokenizers' checks
+        raise TokenizerJsonError(f"{path}: {error}") from None
     except (KeyError, TypeError, IndexError) as error:
         raise TokenizerJsonError(
             f"{path}: malformed {model_type} tokenizer ({type(error).__name__}"
