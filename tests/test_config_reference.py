@@ -61,7 +61,7 @@ def test_every_field_says_what_it_means(cls):
 def test_comments_above_and_after_a_field_join():
     comments = reference.field_comments(schema.T5Config)
     assert comments["num_layers"] == (
-        "Encoder blocks; the decoder has as many."
+        "Encoder blocks, and decoder blocks by default."
     )
     assert comments["key_value_dim"].startswith("Size of each attention head")
     assert "divide evenly" in comments["key_value_dim"]

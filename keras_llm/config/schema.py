@@ -99,9 +99,7 @@ class T5Config(_Section):
     # tokenizer's (a trained tokenizer gets this many, or fewer if the text
     # is too small).
     vocabulary_size: int
-    # Encoder blocks; the decoder has as many unless num_decoder_layers is
-    # set.
-    num_layers: int = 6
+    num_layers: int = 6  # encoder blocks, and decoder blocks by default
     num_heads: int = 8  # attention heads per layer
     hidden_dim: int = 512  # width of every layer (d_model)
     intermediate_dim: int = 2048  # feed-forward width (d_ff)
