@@ -48,9 +48,14 @@ CHECKPOINT = click.option(
 def announce_checkpoint(run_dir: str, checkpoint: str | None) -> str:
     """Picks the checkpoint (`rundir.select_checkpoint`) and says which on
     stderr, e.g. `Checkpoint: best (step 300, val_loss 2.3100):
-    RUN/checkpoints/best/ckpt-300`. Returns its prefix."""
+    RUN/checkpoints/best/ckpt-300`. Returns its prefix.
+
+    A damaged list of checkpoints is named first, as `keras_llm.load`
+    names it (TensorFlow would log a warning and find no checkpoint)."""
+    from keras_llm import loading
     from keras_llm import rundir
 
+    loading.check_checkpoint_state(run_dir)
     prefix = rundir.select_checkpoint(run_dir, checkpoint)
     which = rundir.describe_checkpoint(run_dir, prefix)
     click.echo(f"Checkpoint: {which}: {prefix}", err=True)
