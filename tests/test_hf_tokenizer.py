@@ -491,8 +491,7 @@ def _decode(tokenizer, rows, skip=True):
 
 @pytest.mark.parametrize(
     "name, cleanup",
-    [("t5", False), ("t5", True), ("gpt2", False), ("bert", False),
-     ("bert", True), ("bert_cased", True)],
+    [("t5", False), ("gpt2", False), ("bert", False), ("bert_cased", True)],
 )  # fmt: skip
 def test_decode_skipping_specials_equals_hugging_face(
     legacy_dirs, ours, tmp_path, name, cleanup
@@ -512,7 +511,7 @@ def test_decode_skipping_specials_equals_hugging_face(
     hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     if name != "gpt2":  # transformers 5 never cleans up after a BPE
         assert hf.clean_up_tokenization_spaces == cleanup
-    rows = _random_ids(tokenizer, 200, seed=1)
+    rows = _random_ids(tokenizer, 100, seed=1)
     # Punctuation and contractions, where the spacing rules bite.
     rows += [tokenizer.tokenize(t).numpy().tolist() for t in VARIED]
     rows += [tokenizer.tokenize("a , b . c ? don ' t it 's").numpy().tolist()]
