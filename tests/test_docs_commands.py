@@ -79,6 +79,27 @@ SKIPPED = {
 }
 _SETUP = {"git", "cd", "python3", ".", "source", "pip", "apt-get", "sudo"}
 
+
+def _language_lines(count, seed):
+    """`text<TAB>label` lines of random English (en) or Spanish (es) words,
+    for the README's classifier."""
+    import random
+
+    words = {
+        "en": "the dog cat eats drinks water my friend reads a book house "
+        "is big small we they run good day night".split(),
+        "es": "el perro gato come bebe agua mi amigo lee un libro casa es "
+        "grande pequeña nosotros ellos corren buen día noche".split(),
+    }
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(count):
+        label = rng.choice(["en", "es"])
+        text = " ".join(rng.choices(words[label], k=rng.randint(3, 7)))
+        lines.append(f"{text}\t{label}\n")
+    return "".join(lines)
+
+
 # The reader's own files that commands name, written into the scratch
 # folder: (contents, the command that reads them).
 FILES = {
@@ -89,6 +110,14 @@ FILES = {
     ),
     # Filled with Python's documentation by `_make_scratch`.
     "corpus.txt": (None, "README: kllm tokenizer train corpus.txt"),
+    "lang.tsv": (
+        _language_lines(200, seed=0),
+        "README: kllm train zoo/bert_tiny_classifier.yaml ... lang.tsv",
+    ),
+    "lang_test.tsv": (
+        _language_lines(20, seed=1),
+        "README: kllm evaluate runs/lang --data lang_test.tsv",
+    ),
 }
 
 # (document, a text that picks the command, text replaced, replacement,
