@@ -443,3 +443,22 @@ def test_jsonl_labels_are_read_by_label_field(tmp_path):
     path.write_text(json.dumps({"text": "the dog", "label": "en"}) + "\n")
     with pytest.raises(ValueError, match=r"train.jsonl:1: no field 'lang'"):
         sources.training_labels(cfg.data)
+
+
+@pytest.mark.parametrize(
+    "command, target",
+    [("to-hf", "Hugging Face"), ("to-keras-hub", "keras-hub")],
+)
+def test_converting_a_classifier_out_is_refused_in_one_line(
+    classifier, tmp_path, command, target
+):
+    run_dir, _ = classifier
+    out = tmp_path / "out"
+    result = invoke("convert", command, run_dir, "--out", out)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {run_dir}/config.yaml: a classifier run (data.objective: "
+        f"classification) is not converted to {target} yet; kllm convert "
+        f"{command} writes the arch's masked model."
+    ]
+    assert not out.exists()

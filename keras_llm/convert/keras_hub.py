@@ -904,6 +904,13 @@ def convert_to_keras_hub(
     ):
         raise ValueError(f"--out must differ from the run directory: {run_dir}")
     cfg = rundir.read_config(run_dir)
+    if config_lib.kind_of(cfg) != cfg.model.kind:
+        raise ValueError(
+            f"{rundir.config_path(run_dir)}: a {config_lib.kind_of(cfg)} run "
+            f"(data.objective: {cfg.data.objective}) is not converted to "
+            f"keras-hub yet; kllm convert to-keras-hub writes the arch's "
+            f"{cfg.model.kind} model."
+        )
     name = config_lib.arch_of(cfg.model)
     arch = BY_ARCH.get(name)
     if arch is None:

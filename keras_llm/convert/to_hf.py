@@ -67,6 +67,16 @@ def export_hf(run_dir: str, out_dir: str, *, overwrite: bool = False) -> str:
     run_dir, out_dir = os.fspath(run_dir), os.fspath(out_dir)
     files.check_target(out_dir, overwrite)
     model_config = _model_config(run_dir)
+    from keras_llm import rundir
+
+    cfg = rundir.read_config(run_dir)
+    if config_lib.kind_of(cfg) != model_config.kind:
+        raise ValueError(
+            f"{rundir.config_path(run_dir)}: a {config_lib.kind_of(cfg)} run "
+            f"(data.objective: {cfg.data.objective}) is not converted to "
+            "Hugging Face yet; kllm convert to-hf writes the arch's "
+            f"{model_config.kind} model."
+        )
     arch = config_lib.arch_of(model_config)
     if arch not in _ARCHS:
         raise ValueError(
