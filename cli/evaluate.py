@@ -134,7 +134,7 @@ def evaluate(
         options.check_max_new_tokens(run_dir, decoding["max_new_tokens"])
         cfg = rundir.read_config(run_dir)
         data = evaluation.read_data(data_path, cfg.data)
-        prefix = options.announce_checkpoint(run_dir, checkpoint)
+        prefix = options.announce_checkpoint(run_dir, checkpoint, always=True)
         step = rundir.checkpoint_step(prefix)
         lm = keras_llm.load(run_dir, checkpoint=checkpoint)
         names = metrics or evaluate_lib.default_metrics(lm, data)

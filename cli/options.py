@@ -41,14 +41,18 @@ CHECKPOINT = click.option(
     metavar="best|latest|STEP",
     help="Which weights: best (checkpoints/best/, the best validation by "
     "train.best_metric), latest, or the step of a kept checkpoint. "
-    "Default: best if the run kept one, else latest; printed on stderr.",
+    "Default: best if the run kept one (said on stderr), else latest.",
 )
 
 
-def announce_checkpoint(run_dir: str, checkpoint: str | None) -> str:
+def announce_checkpoint(
+    run_dir: str, checkpoint: str | None, always: bool = False
+) -> str:
     """Picks the checkpoint (`rundir.select_checkpoint`) and says which on
     stderr, e.g. `Checkpoint: best (step 300, val_loss 2.3100):
-    RUN/checkpoints/best/ckpt-300`. Returns its prefix.
+    RUN/checkpoints/best/ckpt-300`: when there was a choice (the run kept
+    a best checkpoint, or --checkpoint was given), or `always`. Returns
+    its prefix.
 
     A damaged list of checkpoints is named first, as `keras_llm.load`
     names it (TensorFlow would log a warning and find no checkpoint)."""
@@ -57,8 +61,10 @@ def announce_checkpoint(run_dir: str, checkpoint: str | None) -> str:
 
     loading.check_checkpoint_state(run_dir)
     prefix = rundir.select_checkpoint(run_dir, checkpoint)
-    which = rundir.describe_checkpoint(run_dir, prefix)
-    click.echo(f"Checkpoint: {which}: {prefix}", err=True)
+    chosen = checkpoint is not None or rundir.best_checkpoint(run_dir)
+    if always or chosen:
+        which = rundir.describe_checkpoint(run_dir, prefix)
+        click.echo(f"Checkpoint: {which}: {prefix}", err=True)
     return prefix
 
 

@@ -188,12 +188,13 @@ def test_checkpoint_best_without_one_is_one_line(tiny_run_dir, tmp_path):
         assert "No best checkpoint" in line and "train.best_metric" in line
         assert "Traceback" not in result.output
     assert not (tmp_path / "export").exists()
-    # Without --checkpoint: latest, and said so.
+    # Without --checkpoint and without a best: latest, as before (only
+    # kllm evaluate names it), so the outputs alone are on the screen.
     result = _kllm(
         "generate", run_dir, "x", "--max-new-tokens", "2", "--no-xla"
     )
     assert result.exit_code == 0, result.output
-    assert "Checkpoint: latest (step" in result.output
+    assert "Checkpoint:" not in result.output
 
 
 # === Early stopping ========================================================
