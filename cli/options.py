@@ -163,10 +163,10 @@ def describe_result(result) -> str:
     if result.validation_loss is not None:
         parts.append(f"val_loss {result.validation_loss:.4f}")
     best = getattr(result, "best", None)
-    if best:
+    if best:  # checkpoints/best/
         parts.append(
-            f"best {best['metric']} {best['value']:.4f} at step "
-            f"{best['step']} ({best['path']})"
+            f"best {best['metric']} at step {best['step']}: "
+            f"{best['value']:.4f}"
         )
     if getattr(result, "stopped_early", None):
         parts[0] += " (stopped early)"
