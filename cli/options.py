@@ -165,8 +165,7 @@ def describe_result(result) -> str:
     best = getattr(result, "best", None)
     if best:  # checkpoints/best/
         parts.append(
-            f"best {best['metric']} at step {best['step']}: "
-            f"{best['value']:.4f}"
+            f"best {best['metric']} at step {best['step']}: {best['value']:.4f}"
         )
     if getattr(result, "stopped_early", None):
         parts[0] += " (stopped early)"
