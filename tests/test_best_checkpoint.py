@@ -366,7 +366,7 @@ def test_average_is_the_mean_of_the_weights(run, tmp_path):
         "generate", out, "the cat", "--max-new-tokens", "3", "--no-xla"
     )
     assert result.exit_code == 0, result.output
-    assert "Checkpoint: latest (step 4)" in result.output
+    assert len(result.stdout.splitlines()) == 1  # one prompt, one output
 
 
 def test_average_bad_input_is_one_line_and_writes_nothing(
