@@ -20,6 +20,7 @@ import shutil
 import keras  # noqa: E402
 import numpy as np
 import pytest
+import tensorflow as tf
 import torch
 import transformers
 from click.testing import CliRunner  # noqa: E402
@@ -108,6 +109,10 @@ def checkpoint(tmp_path_factory, llama2_dir, llama3_dir):  # noqa: F811
                     llama2_dir.parent / "llama2_model" / "tokenizer.model"
                 )
                 shutil.copy(model_file, directory)
+                # As Meta's config: transformers adds <s> only when told.
+                (directory / "tokenizer_config.json").write_text(
+                    json.dumps({"add_bos_token": True})
+                )
             else:
                 vocabulary, merges = helpers.gpt2_vocabulary_files()
                 shutil.copy(vocabulary, directory / "vocab.json")
@@ -217,6 +222,42 @@ def test_kv_cache_generation_equals_hugging_face(converted, name, decoding):
     if not decoding:  # some rows stop at EOS, the others run out
         stopped = (expected == eos_id).any(axis=1)
         assert 0 < stopped.sum() < len(stopped)
+
+
+TEXTS = ["Hello world", "The quick brown fox, jumps over", "a", "42 café"]
+
+
+@pytest.mark.parametrize("name", ["llama2_mha", "llama3_tied"])
+def test_generate_texts_equals_a_hugging_face_pipeline(
+    converted, checkpoint, name
+):
+    """Text in, text out, as `model.generate(**tokenizer(texts))`: Hugging
+    Face's Llama tokenizers start every prompt with BOS, and so do ours
+    (`add_bos`, read from the template / `add_bos_token`)."""
+    from keras_llm.data import formats
+
+    reference, _, model = converted(name)
+    src = str(checkpoint(name)[1])
+    hf = transformers.AutoTokenizer.from_pretrained(src)
+    assert model.tokenizer.add_bos
+    ours = formats.CausalFormat(model.tokenizer, sequence_length=32)
+    prompts = ours.prompt_ids(tf.constant(TEXTS)).to_list()
+    assert prompts == [hf(text).input_ids for text in TEXTS]
+    assert all(row[0] == hf.bos_token_id for row in prompts)
+    # An empty prompt is the one BOS, not two.
+    assert ours.prompt_ids(tf.constant([""])).to_list() == [[hf.bos_token_id]]
+
+    hf.pad_token, hf.padding_side = hf.eos_token, "left"
+    batch = hf(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = reference.generate(
+            **batch, max_new_tokens=NEW_TOKENS, do_sample=False,
+            eos_token_id=hf.eos_token_id, pad_token_id=hf.pad_token_id,
+        )[:, batch["input_ids"].shape[1]:]  # fmt: skip
+    expected = hf.batch_decode(out, skip_special_tokens=True)
+    generated = model.generate(TEXTS, max_new_tokens=NEW_TOKENS)
+    assert generated == expected
+    assert len(set(expected)) == len(TEXTS)  # the prompts matter
 
 
 # --- The run dir -------------------------------------------------------------

@@ -136,6 +136,7 @@ def llama3_dir(tmp_path_factory):
     from tokenizers import decoders
     from tokenizers import models
     from tokenizers import pre_tokenizers
+    from tokenizers import processors
     from tokenizers import trainers
 
     tok = Tokenizer(models.BPE(ignore_merges=True))
@@ -156,6 +157,18 @@ def llama3_dir(tmp_path_factory):
     tok.train_from_iterator(CORPUS, trainer)
     tok.add_special_tokens(
         [AddedToken(t, special=True, normalized=False) for t in LLAMA3_SPECIALS]
+    )
+    # As Llama 3's tokenizer.json: every text starts with <|begin_of_text|>.
+    bos = ("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))
+    tok.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{bos[0]} $A",
+                pair=f"{bos[0]} $A {bos[0]}:1 $B:1",
+                special_tokens=[bos],
+            ),
+        ]
     )
     hf = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -258,6 +271,7 @@ def test_llama3_style_tokenizer_json_ids_equal_hugging_face(llama3_dir):
     assert tokenizer.ignore_merges
     assert tokenizer.bos_id == hf.bos_token_id
     assert tokenizer.eos_id == tokenizer.pad_id == hf.eos_token_id
+    assert tokenizer.add_bos  # the file's template starts with BOS
     # What skip_special_tokens drops: every added token marked special.
     specials = [i for i, t in hf.added_tokens_decoder.items() if t.special]
     assert sorted(tokenizer.special_ids) == sorted(specials)
@@ -370,6 +384,8 @@ def test_llama2_style_tokenizer_json_in_and_out(
     assert tokenizer.prepend_scheme == scheme
     assert (tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id) == (0, 1, 2)
     assert tokenizer.pad_id == tokenizer.eos_id  # Llama has no pad
+    # transformers 5 saved this file without a BOS template.
+    assert not tokenizer.add_bos
     hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "in"))
     ids = _ids(tokenizer, LLAMA2_TEXTS)
     assert ids == _hf_ids(hf, LLAMA2_TEXTS)
@@ -385,6 +401,13 @@ def test_llama2_style_tokenizer_json_in_and_out(
     hf_tokenizer.write_hf_tokenizer(loaded, tmp_path / "out", "llama")
     hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "out"))
     assert _hf_ids(hf, LLAMA2_TEXTS) == ids
+    assert hf(LLAMA2_TEXTS[0])["input_ids"] == ids[0]  # no BOS, as read
+    # With add_bos, the written template adds BOS and reads back so.
+    loaded.add_bos = True
+    hf_tokenizer.write_hf_tokenizer(loaded, tmp_path / "bos", "llama")
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "bos"))
+    assert hf(LLAMA2_TEXTS[0])["input_ids"] == [1, *ids[0]]
+    assert hf_tokenizer.load_hf_tokenizer(str(tmp_path / "bos")).add_bos
     assert _decode(loaded, rows) == hf.batch_decode(
         rows, skip_special_tokens=True
     )
@@ -396,6 +419,7 @@ def test_llama2_tokenizer_model_alone(llama2_dir, tmp_path):
     assert os.listdir(model_dir) == ["tokenizer.model"]
     tokenizer = hf_tokenizer.load_hf_tokenizer(str(model_dir))
     assert tokenizer.prepend_scheme == "first"
+    assert not tokenizer.add_bos  # no tokenizer_config add_bos_token
     hf = transformers.LlamaTokenizer.from_pretrained(str(model_dir))
     ids = _ids(tokenizer, LLAMA2_TEXTS)
     assert ids == _hf_ids(hf, LLAMA2_TEXTS)
@@ -452,6 +476,7 @@ def test_llama3_style_round_trip(llama3_dir, tmp_path):
     tokenizer = hf_tokenizer.load_hf_tokenizer(str(llama3_dir))
     tokenizer.save(str(tmp_path / "ours"))  # our metadata keeps it all
     loaded = tokenizer_lib.load_tokenizer(str(tmp_path / "ours"))
+    assert loaded.add_bos
     assert loaded.split_pattern == bpe_tokenizer.LLAMA3_SPLIT_PATTERN
     hf_tokenizer.write_hf_tokenizer(loaded, tmp_path / "hf", "llama")
     hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))

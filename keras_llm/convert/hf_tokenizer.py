@@ -88,7 +88,9 @@ def load_hf_tokenizer(directory, *, num_sentinels=None):
     byte-level BPE comes back as a `BytePairTokenizer` with Llama 3's split
     regex, bos `<|begin_of_text|>`, the config's eos and its 256 special
     tokens; Llama 2's SentencePiece BPE as a `SentencePieceTokenizer` with
-    a `prepend_scheme`, eos as its pad.
+    a `prepend_scheme`, eos as its pad. `add_bos` is what transformers 5
+    adds with `add_special_tokens=True`: BOS first in `tokenizer.json`'s
+    template, or `add_bos_token` for a bare `tokenizer.model`.
 
     Args:
         directory: a folder written by `save_pretrained`.
@@ -154,7 +156,9 @@ def tokenizer_from_json(path, tokenizer_config=None):
             f"keras_llm reads {SUPPORTED}."
         )
     try:
-        return readers[model_type](data, config, path)
+        tokenizer = readers[model_type](data, config, path)
+        tokenizer.add_bos = _template_adds_bos(data, tokenizer)
+        return tokenizer
     except TokenizerJsonError:
         raise
     except (ValueError, RuntimeError) as error:  # our tokenizers' checks
@@ -164,6 +168,28 @@ def tokenizer_from_json(path, tokenizer_config=None):
             f"{path}: malformed {model_type} tokenizer ({type(error).__name__}"
             f": {error})."
         ) from None
+
+
+def _template_adds_bos(data, tokenizer):
+    """Whether the file's post-processor starts every text with BOS.
+
+    transformers 5 adds what `tokenizer.json`'s `TemplateProcessing`
+    says (Llama 2's `<s>`, Llama 3's `<|begin_of_text|>`), whatever
+    `tokenizer_config.json`'s `add_bos_token`, so the template decides.
+    """
+    if tokenizer.bos_id is None:
+        return False
+    nodes = _components(data.get("post_processor"), "processors")
+    for node in nodes:
+        if node.get("type") != "TemplateProcessing":
+            continue
+        single = node.get("single") or []
+        first = single[0].get("SpecialToken") if single else None
+        if not first:
+            return False
+        special = (node.get("special_tokens") or {}).get(first.get("id"), {})
+        return list(special.get("ids") or [])[:1] == [tokenizer.bos_id]
+    return False
 
 
 def _guess_type(model):
@@ -539,7 +565,7 @@ def llama_sentencepiece(path, tokenizer_config=None):
     normalizer = proto.normalizer_spec
     normalizer.add_dummy_prefix = False  # the tokenizer prepends (scheme)
     normalizer.remove_extra_whitespaces = False
-    return SentencePieceTokenizer(
+    tokenizer = SentencePieceTokenizer(
         proto.SerializeToString(),
         clean_up_tokenization_spaces=bool(
             config.get("clean_up_tokenization_spaces", False)
@@ -548,6 +574,11 @@ def llama_sentencepiece(path, tokenizer_config=None):
             None, {**config, "tokenizer_class": "LlamaTokenizer"}, path
         ),
     )
+    # transformers 5's LlamaTokenizer adds BOS to a bare tokenizer.model
+    # only with `add_bos_token: true` (as Meta's Llama 2 configs set it).
+    add_bos = bool(config.get("add_bos_token", False))
+    tokenizer.add_bos = add_bos and tokenizer.bos_id is not None
+    return tokenizer
 
 
 def _metaspace_scheme(data, config, path):
@@ -825,7 +856,9 @@ def write_hf_tokenizer(tokenizer, directory, model_type):
     `transformers.AutoTokenizer.from_pretrained(directory)` gives our ids
     (`add_special_tokens=False`) and decodes our ids as
     `tokenizer.detokenize(ids, skip_special_tokens=True)` does. T5's
-    sentinels are the added tokens `<extra_id_N>`.
+    sentinels are the added tokens `<extra_id_N>`. The template adds BOS
+    only under `tokenizer.add_bos`, so `AutoTokenizer(...)(text)` with
+    special tokens gives our causal prompt ids.
 
     Args:
         tokenizer: a keras_llm `Tokenizer`.
@@ -958,13 +991,17 @@ def _sentencepiece_files(tokenizer):
             "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace],
         }
     eos = _piece(proto, tokenizer.eos_id)
+    bos = _piece(proto, tokenizer.bos_id) if tokenizer.add_bos else None
+    template_ids = {eos: tokenizer.eos_id} if eos else {}
+    if bos:
+        template_ids[bos] = tokenizer.bos_id
     body = {
         "normalizer": normalizer,
         "pre_tokenizer": pre_tokenizer,
         "post_processor": _template(
-            [],
+            [bos] if bos else [],
             ["$A"] + ([eos] if eos else []),
-            {eos: tokenizer.eos_id} if eos else {},
+            template_ids,
         ),
         "decoder": dict(metaspace),
         "model": {
@@ -1026,11 +1063,12 @@ def _sentencepiece_bpe_files(tokenizer, proto):
         "split": False,
     }
     bos = _piece(proto, tokenizer.bos_id)
+    first = [bos] if bos and tokenizer.add_bos else []
     body = {
         "normalizer": None,
         "pre_tokenizer": metaspace,
         "post_processor": _template(
-            [bos] if bos else [], ["$A"], {bos: tokenizer.bos_id} if bos else {}
+            first, ["$A"], {bos: tokenizer.bos_id} if first else {}
         ),
         "decoder": {
             "type": "Sequence",
@@ -1063,7 +1101,7 @@ def _sentencepiece_bpe_files(tokenizer, proto):
         "eos_token": _piece(proto, tokenizer.eos_id),
         "unk_token": _piece(proto, tokenizer.unk_id),
         "pad_token": None,
-        "add_bos_token": bos is not None,
+        "add_bos_token": bool(first),
         "add_eos_token": False,
         # What transformers 5's LlamaTokenizer builds its Metaspace from.
         "tokenizer_class": "LlamaTokenizer",
@@ -1108,7 +1146,8 @@ def _bpe_files(tokenizer):
                 byte_level,
             ],
         }
-    bos = tokenizer.bos_token  # Llama 3 starts with it; GPT-2 adds nothing
+    # Llama 3 starts with its BOS (`add_bos`); GPT-2 adds nothing.
+    bos = tokenizer.bos_token if tokenizer.add_bos else None
     body = {
         "normalizer": None,
         "pre_tokenizer": pre_tokenizer,

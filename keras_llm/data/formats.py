@@ -10,11 +10,13 @@ on truncation, special tokens or the task prefix:
   (the pad id, T5's convention) followed by the target less its last id.
 - `CausalFormat`: a prompt is the text's ids; a long prompt keeps its end;
   an empty one starts from BOS (EOS where the tokenizer has no BOS, as
-  GPT-2's `<|endoftext|>`). Left-padded, so every row's last token sits in
-  the last column. A sequence trains (and scores) as `ids[:-1]` predicting
-  `ids[1:]`; a prompt/target pair is joined, with the loss on the target.
-  Training on pairs adds EOS after the target (so generation learns to
-  stop there); the prompt is built as `prompt_ids` builds it.
+  GPT-2's `<|endoftext|>`). A tokenizer with `add_bos` (Llama's) puts BOS
+  before every prompt, as Hugging Face's tokenizer does. Left-padded, so
+  every row's last token sits in the last column. A sequence trains (and
+  scores) as `ids[:-1]` predicting `ids[1:]`; a prompt/target pair is
+  joined, with the loss on the target. Training on pairs adds EOS after
+  the target (so generation learns to stop there); the prompt is built as
+  `prompt_ids` builds it.
 - `MaskedFormat`: `[CLS] text [SEP]`, cut to `sequence_length`; one segment.
 - `ClassifierFormat`: the same features; a label string becomes its index
   in the run's sorted label set (-1 when unknown).
@@ -185,7 +187,14 @@ class CausalFormat(InputFormat):
         return max(limit, 1)
 
     def _with_start(self, ids):
-        """The start id before every empty row."""
+        """The start id before every empty row; BOS before every row when
+        the tokenizer has `add_bos` (Llama's, as Hugging Face adds it).
+
+        A tokenizer with `add_bos` has a BOS (`load_tokenizer` checks), so
+        an empty row gets the one BOS, not two.
+        """
+        if getattr(self.tokenizer, "add_bos", False):
+            return tf.concat([_column(ids, self.tokenizer.bos_id), ids], 1)
         empty = tf.equal(ids.row_lengths(), 0)
         start = tf.ragged.boolean_mask(
             tf.fill([ids.nrows(), 1], self.start_id), empty[:, None]
@@ -194,9 +203,13 @@ class CausalFormat(InputFormat):
 
     def prompt_ids(self, texts, max_new_tokens=0):
         """Strings → prompt ids, ragged `(B, None)`: the end of a long
-        prompt; the start id for an empty one."""
+        prompt; the start id for an empty one; BOS first with `add_bos`
+        (within the limit, as Hugging Face's tokenizer keeps it)."""
         limit = self.prompt_limit(max_new_tokens)
-        return self._with_start(self.tokenize(texts)[:, -limit:])
+        ids = self.tokenize(texts)
+        if getattr(self.tokenizer, "add_bos", False):
+            limit -= 1  # BOS takes one
+        return self._with_start(ids[:, -limit:] if limit else ids[:, :0])
 
     def examples(self, ids, loss_mask=None, static=True):
         """Sequences → `(features, labels, weights)`: `ids[:-1]` predicts

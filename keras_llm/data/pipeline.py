@@ -88,9 +88,25 @@ def resolve_plan(data, model_config, pairs):
 
 
 def _chunks(dataset, tokenizer, raw_length):
-    """Concatenates the documents' tokens and cuts `(raw_length,)` chunks."""
+    """Concatenates the documents' tokens and cuts `(raw_length,)` chunks.
+
+    With the tokenizer's `add_bos` (Llama's), every document starts with
+    BOS, as in Llama's pretraining and as prompts start in generation;
+    without it the documents' ids run on as before.
+    """
+    add_bos = getattr(tokenizer, "add_bos", False)
+
+    def ids(texts):
+        ids = tokenizer.tokenize(texts)
+        if add_bos:
+            bos = tf.fill(
+                [ids.nrows(), 1], tf.cast(tokenizer.bos_id, ids.dtype)
+            )
+            ids = tf.concat([tf.RaggedTensor.from_tensor(bos), ids], axis=1)
+        return ids.flat_values
+
     tokens = dataset.map(lambda e: e["text"]).batch(_TOKENIZE_BATCH)
-    tokens = tokens.map(lambda texts: tokenizer.tokenize(texts).flat_values)
+    tokens = tokens.map(ids)
     return tokens.unbatch().batch(raw_length, drop_remainder=True)
 
 

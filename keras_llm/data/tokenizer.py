@@ -106,6 +106,12 @@ def load_tokenizer(directory: str) -> Tokenizer:
     tokenizer.requested_vocabulary_size = metadata.get(
         "requested_vocabulary_size"
     )
+    tokenizer.add_bos = bool(metadata.get("add_bos", False))
+    if tokenizer.add_bos and tokenizer.bos_id is None:
+        raise ValueError(
+            f"{path}: add_bos is true but the tokenizer has no BOS token; "
+            "set add_bos to false."
+        )
     return tokenizer
 
 

@@ -51,6 +51,10 @@ class Tokenizer(tf.Module):
             trainer (`train_sentencepiece`, `train_wordpiece`); a text too
             small for it gives fewer ids (`vocabulary_size`). `None` for a
             tokenizer not trained here (or saved before this was recorded).
+        add_bos: bool. Prompts and documents start with `bos_id`, as Hugging
+            Face's Llama tokenizers add it (`add_special_tokens=True`);
+            `tokenize` itself never adds it (`keras_llm.data.formats` does).
+            False for tokenizers saved before it was recorded.
     """
 
     kind = None
@@ -67,6 +71,7 @@ class Tokenizer(tf.Module):
         self.bos_id = bos_id
         self.unk_id = unk_id
         self.requested_vocabulary_size = None
+        self.add_bos = False
 
     # Graph code without Python control flow on tensors: autograph has
     # nothing to convert, and skipping it makes tracing several times faster.
@@ -167,6 +172,7 @@ class Tokenizer(tf.Module):
             "eos_id": self.eos_id,
             "bos_id": self.bos_id,
             "unk_id": self.unk_id,
+            "add_bos": self.add_bos,
             **self.get_config(),
         }
         with open(os.path.join(directory, METADATA_FILE), "w") as file:

@@ -246,6 +246,8 @@ def warn_if_cut(input_format, texts, max_new_tokens):
         )
     elif input_format.kind == kinds.CAUSAL:
         limit = shown = input_format.prompt_limit(max_new_tokens)
+        if getattr(input_format.tokenizer, "add_bos", False):
+            limit -= 1  # the BOS before every prompt takes one
         kept = "end"
     else:
         return 0
