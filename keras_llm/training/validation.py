@@ -10,6 +10,8 @@ step is not touched; the decoding runs in inference mode and draws no
 random numbers, so a resumed run measures what an uninterrupted one does.
 """
 
+import contextlib
+import logging
 import math
 
 from keras_llm import kinds
@@ -39,26 +41,49 @@ def make_validate(cfg, state, evaluate):
         max_new_tokens=max_new_tokens(cfg, state.model)
     )
     batch_size = min(state.memory_plan.micro_batch_size, max(len(pairs), 1))
+    calls = []
 
     def validate():
         loss = evaluate(state.validation_data)
         if not names or not pairs:
             return loss, {}
         inputs = [source for source, _ in pairs]
-        predictions = generation.generate(
-            state.model,
-            state.input_format,
-            inputs,
-            config,
-            jit_compile=cfg.runtime.jit_compile,
-            batch_size=batch_size,
+        # The warning about inputs the format cuts: at the first
+        # validation only, not at every one (the pairs do not change).
+        quiet = (
+            _quiet(_GENERATION_LOGGER) if calls else contextlib.nullcontext()
         )
+        with quiet:
+            predictions = generation.generate(
+                state.model,
+                state.input_format,
+                inputs,
+                config,
+                jit_compile=cfg.runtime.jit_compile,
+                batch_size=batch_size,
+            )
+        calls.append(1)
         scores, _ = metrics_lib.text_metrics(
             names, predictions, [target for _, target in pairs]
         )
         return loss, {name: scores[name] for name in names}
 
     return validate
+
+
+_GENERATION_LOGGER = "keras_llm.generation.driver"
+
+
+@contextlib.contextmanager
+def _quiet(name):
+    """Silences a logger's warnings for the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def logged_values(loss, metrics):
