@@ -44,10 +44,25 @@ def _check_name(ctx, param, value):
     "--overwrite", is_flag=True, help="Replace an existing OUT/NAME/VERSION."
 )
 @options.generation_options
+@click.option(
+    "--keep-special-tokens",
+    is_flag=True,
+    help="Serve outputs with their special tokens (T5's <extra_id_N> "
+    "sentinels, ...). By default outputs are Hugging Face's "
+    "decode(skip_special_tokens=True).",
+)
 @options.CHECKPOINT
 @options.DEBUG
 def export(
-    run_dir, out_dir, name, version, overwrite, checkpoint, debug, **decoding
+    run_dir,
+    out_dir,
+    name,
+    version,
+    overwrite,
+    keep_special_tokens,
+    checkpoint,
+    debug,
+    **decoding,
 ):
     """Export RUN_DIR for TF Serving: strings in, generated strings out.
 
@@ -73,6 +88,7 @@ def export(
             overwrite=overwrite,
             config=config,
             checkpoint=checkpoint,
+            keep_special_tokens=keep_special_tokens,
         )
     from keras_llm import serving
 

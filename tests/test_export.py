@@ -3,6 +3,7 @@ never imports keras_llm, op allowlist, bad input, and errors."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 import keras_llm
+from keras_llm import rundir
 from keras_llm import serving
 from keras_llm.cli.main import cli
 from keras_llm.data import tokenizer as tokenizer_lib
@@ -419,3 +421,56 @@ def test_export_checks_its_name_and_token_budget(tiny_run_dir, tmp_path):
         with pytest.raises(ValueError, match=message.replace(".", "\\.")):
             keras_llm.export(run_dir, str(out), **kwargs)
     assert not out.exists()
+
+
+def _sentinel_run_dir(run_dir, out):
+    """A copy of a t5_tiny run dir whose greedy outputs are all sentinels:
+    the decoder's last norm keeps one channel `j`, which only sentinels 0
+    and 1 read (with opposite signs), so every step's argmax is one of
+    them."""
+    lm = keras_llm.load(run_dir)
+    backbone, tokenizer = lm.backbone, lm.tokenizer
+    scale = np.zeros(backbone.decoder_final_norm.scale.shape, "float32")
+    scale[0] = 1.0
+    backbone.decoder_final_norm.scale.assign(scale)
+    embeddings = backbone.token_embedding.embeddings.numpy()
+    embeddings[:, 0] = 0.0
+    embeddings[tokenizer.sentinel_id(0), 0] = 1.0
+    embeddings[tokenizer.sentinel_id(1), 0] = -1.0
+    backbone.token_embedding.embeddings.assign(embeddings)
+    shutil.copytree(run_dir, out, ignore=shutil.ignore_patterns("checkpoints"))
+    rundir.save_model(lm, out)
+    return str(out)
+
+
+def test_keep_special_tokens_is_served_as_asked(tmp_path, tiny_run_dir):
+    """`kllm export --keep-special-tokens`: the served strings keep T5's
+    sentinels, as generate does when asked; by default they are dropped."""
+    run_dir = _sentinel_run_dir(tiny_run_dir("t5_tiny"), tmp_path / "run")
+    out = str(tmp_path / "models")
+    for name, flags in (("raw", ["--keep-special-tokens"]), ("clean", [])):
+        result = CliRunner().invoke(
+            cli,
+            ["export", run_dir, "--out", out, "--name", name,
+             "--max-new-tokens", str(NEW_TOKENS), *flags],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    served = {}
+    for name in ("raw", "clean"):
+        export_dir = os.path.join(out, name, "1")
+        with open(
+            os.path.join(export_dir, "assets.extra", "keras_llm_export.json")
+        ) as f:
+            assert json.load(f)["keep_special_tokens"] is (name == "raw")
+        outputs = tf.saved_model.load(export_dir).signatures["serving_default"](
+            inputs=tf.constant(PROMPTS)
+        )["outputs"]
+        served[name] = [text.decode("utf-8") for text in outputs.numpy()]
+    lm = keras_llm.load(run_dir)
+    raw = lm.generate(
+        PROMPTS, max_new_tokens=NEW_TOKENS, jit_compile=False,
+        keep_special_tokens=True,
+    )  # fmt: skip
+    assert served["raw"] == raw
+    assert all(text.count("<extra_id_") == NEW_TOKENS for text in raw), raw
+    assert served["clean"] == [""] * len(PROMPTS)
