@@ -38,6 +38,7 @@ OBJECTIVES = tuple(
     dict.fromkeys(o for kind in kinds.KINDS for o in kinds.OBJECTIVES[kind])
 )
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+BERT_ACTIVATIONS = ("gelu", "gelu_tanh")  # exact, tanh approximation
 SOURCES = ("pydoc", "files", "bible")  # data.source
 DOCUMENTS_PER = ("line", "file")  # data.document_per
 OPTIMIZERS = ("adafactor", "adamw", "lamb")  # train.optimizer
@@ -75,7 +76,10 @@ def _model_sizes(cfg: Any) -> Iterator[Problem]:
         cfg,
         MAX_COUNT,
         *present(
-            "num_layers", "num_heads", "num_segments", "num_buckets",
+            "num_layers",
+            "num_heads",
+            "num_segments",
+            "num_buckets",
             "num_decoder_layers",
         ),  # fmt: skip
     )
@@ -177,7 +181,8 @@ class GPT2Config(_Section):
 class BertConfig(_Section):
     """BERT encoder (Devlin et al., 2019); see `BertBackbone`.
 
-    Post-norm blocks, exact GELU, learned positions and segment embeddings.
+    Post-norm blocks, exact GELU (or its tanh approximation, as keras-hub),
+    learned positions and segment embeddings.
     """
 
     section: ClassVar[str] = "model"
@@ -199,15 +204,29 @@ class BertConfig(_Section):
     max_sequence_length: int = 512  # learned position rows: longest input
     num_segments: int = 2  # token types (sentence A / B)
     layer_norm_epsilon: float = 1e-12  # epsilon of the layer norms
+    # Feed-forward activation: gelu (exact, Hugging Face's) or gelu_tanh
+    # (the tanh approximation; keras-hub's BERT runs it).
+    activation: str = "gelu"
+    # Activation of the masked-LM head's dense layer; null: activation
+    # (as Hugging Face's). keras-hub's BERT: exact gelu here.
+    head_activation: str | None = None
+    # Epsilon of the masked-LM head's layer norm (keras-hub's is 1e-5);
+    # null: layer_norm_epsilon.
+    head_layer_norm_epsilon: float | None = None
 
     def _check(self) -> Iterator[Problem]:
         yield from _positive(
             self, "vocabulary_size", "num_layers", "num_heads", "hidden_dim",
             "intermediate_dim", "max_sequence_length", "num_segments",
-            "layer_norm_epsilon",
+            "layer_norm_epsilon", "head_layer_norm_epsilon",
         )  # fmt: skip
         yield from _model_sizes(self)
         yield from _fraction(self, "dropout")
+        yield from _one_of(self, "activation", BERT_ACTIVATIONS)
+        # Listed always (so the reference shows the choices), checked when set.
+        head = list(_one_of(self, "head_activation", BERT_ACTIVATIONS))
+        if self.head_activation is not None:
+            yield from head
         yield from _check_heads(self)
 
 

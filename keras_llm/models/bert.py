@@ -1,7 +1,8 @@
 """BERT (Devlin et al., 2019): `BertBackbone`, `BertMaskedLM` and
 `BertClassifier`.
 
-A bidirectional stack of post-norm encoder blocks (exact GELU) over the sum
+A bidirectional stack of post-norm encoder blocks (exact GELU; keras-hub's
+tanh approximation with `activation="gelu_tanh"`) over the sum
 of token, learned position and segment embeddings, followed by a layer norm;
 a pooler (dense + tanh) reads the first (`[CLS]`) position.
 """
@@ -39,6 +40,15 @@ class BertBackbone(Backbone):
             Defaults to `512`.
         num_segments: int. Segment (token type) embeddings. Defaults to `2`.
         layer_norm_epsilon: float. Defaults to `1e-12`.
+        activation: str. The feed-forward activation: `"gelu"` (exact,
+            Hugging Face's and the paper's) or `"gelu_tanh"` (the tanh
+            approximation keras-hub's encoder runs). Defaults to `"gelu"`.
+        head_activation: str or `None`. The masked-LM head's activation
+            (`BertMaskedLM`); `None`: `activation`, as Hugging Face's head
+            (keras-hub's head runs exact GELU whatever its encoder's).
+        head_layer_norm_epsilon: float or `None`. Epsilon of the masked-LM
+            head's layer norm (`BertMaskedLM`), which keras-hub sets to
+            `1e-5` whatever the encoder's; `None`: `layer_norm_epsilon`.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
 
     Inputs: dict of `token_ids`, `padding_mask` and `segment_ids` `(B, T)`.
@@ -70,6 +80,9 @@ class BertBackbone(Backbone):
         max_sequence_length=512,
         num_segments=2,
         layer_norm_epsilon=1e-12,
+        activation="gelu",
+        head_activation=None,
+        head_layer_norm_epsilon=None,
         dtype=None,
         **kwargs,
     ):
@@ -107,7 +120,7 @@ class BertBackbone(Backbone):
             EncoderBlock(
                 num_heads=num_heads,
                 intermediate_dim=intermediate_dim,
-                activation="gelu",
+                activation=activation,
                 dropout=dropout,
                 normalize_first=False,
                 layer_norm_epsilon=layer_norm_epsilon,
@@ -155,6 +168,9 @@ class BertBackbone(Backbone):
         self.max_sequence_length = max_sequence_length
         self.num_segments = num_segments
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.activation = activation
+        self.head_activation = head_activation
+        self.head_layer_norm_epsilon = head_layer_norm_epsilon
 
 
 @keras.saving.register_keras_serializable(package="keras_llm")
@@ -185,7 +201,8 @@ class BertOutputBias(keras.layers.Layer):
 class BertMaskedLM(MaskedLM):
     """BERT with its masked-language-model head: dict inputs → logits.
 
-    The head transforms every position (dense + GELU + layer norm), projects
+    The head transforms every position (dense + the backbone's
+    `head_activation` + layer norm with `head_layer_norm_epsilon`), projects
     onto the vocabulary with the transposed token embedding, and adds an
     output bias. Logits `(B, T, V)` are float32 whatever the dtype policy;
     the loss picks the masked positions.
@@ -209,13 +226,18 @@ class BertMaskedLM(MaskedLM):
         dtype = backbone.dtype_policy
         self.transform_dense = keras.layers.Dense(
             backbone.hidden_dim,
-            activation=get_activation("gelu"),
+            activation=get_activation(
+                backbone.head_activation or backbone.activation
+            ),
             kernel_initializer=_bert_initializer(),
             dtype=dtype,
             name="transform_dense",
         )
+        head_epsilon = backbone.head_layer_norm_epsilon
+        if head_epsilon is None:
+            head_epsilon = backbone.layer_norm_epsilon
         self.transform_layer_norm = keras.layers.LayerNormalization(
-            epsilon=backbone.layer_norm_epsilon,
+            epsilon=head_epsilon,
             dtype=dtype,
             name="transform_layer_norm",
         )

@@ -161,3 +161,25 @@ def test_backbone_and_task_contracts(tmp_path):
     inputs = padded_inputs()
     check_backbone(BertBackbone, TINY, inputs, tmp_path)
     check_task(BertMaskedLM, BertBackbone, TINY, inputs, tmp_path)
+
+
+def test_head_settings_thread_through_and_serialize(tmp_path):
+    """`activation` reaches the encoder and (unless `head_activation` is
+    set) the head; `head_layer_norm_epsilon` the head's norm only; both
+    survive a `.keras` save (the contract checks, with keras-hub's)."""
+    hub_like = dict(
+        TINY, activation="gelu_tanh", head_activation="gelu",
+        head_layer_norm_epsilon=1e-5,
+    )  # fmt: skip
+    inputs = padded_inputs()
+    check_backbone(BertBackbone, hub_like, inputs, tmp_path)
+    check_task(BertMaskedLM, BertBackbone, hub_like, inputs, tmp_path)
+    model = BertMaskedLM(BertBackbone(**hub_like))
+    assert model.transform_layer_norm.epsilon == 1e-5
+    assert model.backbone.embeddings_layer_norm.epsilon == 1e-12
+    # Exact and tanh GELU apart: the same weights, other logits.
+    plain = BertMaskedLM(BertBackbone(**TINY))
+    plain.set_weights(model.get_weights())
+    assert plain.transform_layer_norm.epsilon == 1e-12
+    a, b = (keras.ops.convert_to_numpy(m(inputs)) for m in (model, plain))
+    assert np.abs(a - b).max() > 1e-5
