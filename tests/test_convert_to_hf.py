@@ -158,3 +158,55 @@ def test_out_and_back_in_gives_the_same_model(tiny_run_dir, tmp_path, zoo_name):
         again.tokenizer.tokenize(texts).to_list()
         == ours.tokenizer.tokenize(texts).to_list()
     )
+
+
+@pytest.mark.parametrize("hidden_act", ["gelu_new", "gelu_pytorch_tanh"])
+def test_a_tanh_gelu_bert_converts_both_ways(
+    hf_checkpoint,  # noqa: F811
+    tmp_path,
+    hidden_act,
+):
+    """BERT with transformers' tanh-approximated GELU (keras-hub's encoder
+    activation) converts in as `activation: gelu_tanh` and goes back out
+    as `gelu_pytorch_tanh`, the logits Hugging Face's within 1e-4."""
+    import json
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(hf_checkpoint("bert_mlm")[1], src)
+    path = src / "config.json"
+    path.write_text(
+        json.dumps({**json.loads(path.read_text()), "hidden_act": hidden_act})
+    )
+    reference = _from_pretrained("bert", src)
+    run_dir = tmp_path / "run"
+    result = _kllm("convert", "hf", src, "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    model = keras_llm.load(str(run_dir))
+    m = model.config.model
+    assert (m.activation, m.head_activation) == ("gelu_tanh", None)
+    for ours, expected in _compare("bert_mlm", reference, model):
+        np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+    out = _to_hf(run_dir, tmp_path / "hf")
+    written = json.loads((out / "config.json").read_text())
+    assert written["hidden_act"] == "gelu_pytorch_tanh"
+    for ours, expected in _compare("bert_mlm", _from_pretrained("bert", out),
+                                   model):  # fmt: skip
+        np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+
+
+def test_head_settings_hugging_face_cannot_hold_are_warned_of():
+    """keras-hub's head (exact GELU, epsilon 1e-5 under a tanh encoder):
+    Hugging Face's BERT has one hidden_act and one layer_norm_eps."""
+    from keras_llm import config as config_lib
+    from keras_llm.convert import bert
+
+    cfg = config_lib.BertConfig(
+        vocabulary_size=100, activation="gelu_tanh", head_activation="gelu",
+        head_layer_norm_epsilon=1e-5,
+    )  # fmt: skip
+    notes = bert.hf_notes(cfg)
+    assert any("model.head_activation=gelu is not written" in n for n in notes)
+    assert any("model.head_layer_norm_epsilon=1e-05" in n for n in notes)
+    plain = config_lib.BertConfig(vocabulary_size=100)
+    assert len(bert.hf_notes(plain)) == 1  # the pooler's only

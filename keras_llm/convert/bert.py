@@ -202,7 +202,10 @@ def hf_config(model_config, tokenizer):
         "num_hidden_layers": c.num_layers,
         "num_attention_heads": c.num_heads,
         "intermediate_size": c.intermediate_dim,
-        "hidden_act": "gelu",
+        # transformers' name for the tanh approximation ours runs.
+        "hidden_act": {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}[
+            c.activation
+        ],
         "hidden_dropout_prob": c.dropout,
         "attention_probs_dropout_prob": c.dropout,
         "max_position_embeddings": c.max_sequence_length,
@@ -226,8 +229,28 @@ def hf_weight_pairs(model):
 
 
 def hf_notes(model_config):
-    """Warnings for `kllm convert to-hf`."""
-    return [
+    """Warnings for `kllm convert to-hf`.
+
+    Hugging Face's BERT has one `layer_norm_eps` and one `hidden_act`, so
+    a masked-LM head setting of its own (keras-hub's exact GELU and 1e-5
+    under a tanh-GELU encoder) cannot be written: Hugging Face's head runs
+    the encoder's, and its logits move a little (about 1e-3 for keras-hub's
+    settings). A warning, not a refusal: the encoder is written exactly.
+    """
+    notes = [
         "BertForMaskedLM has no pooler: the pooler's weights (unused by the "
         "masked-LM head) are not written."
     ]
+    c = model_config
+    for key, shared, value in (
+        ("head_activation", "hidden_act", c.activation),
+        ("head_layer_norm_epsilon", "layer_norm_eps", c.layer_norm_epsilon),
+    ):
+        head = getattr(c, key)
+        if head is not None and head != value:
+            notes.append(
+                f"model.{key}={head} is not written: Hugging Face's BERT "
+                f"has one {shared} ({value}), which its masked-LM head uses "
+                "too, so its logits differ slightly from ours (about 1e-3)."
+            )
+    return notes

@@ -188,12 +188,22 @@ def _gpt2_weights(model, state_dict, hf_config):
 # --- BERT --------------------------------------------------------------------
 
 
+# Hugging Face's BERT `hidden_act` → ours (`gelu_new` and
+# `gelu_pytorch_tanh` are the same tanh approximation).
+_BERT_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+}
+
+
 def _bert_model_config(c):
-    activation = c.get("hidden_act", "gelu")
-    if activation != "gelu":
+    hidden_act = c.get("hidden_act", "gelu")
+    if hidden_act not in _BERT_ACTIVATIONS:
         raise ValueError(
-            "keras_llm's BERT uses exact GELU. Received: "
-            f"hidden_act={activation!r}"
+            "keras_llm's BERT runs exact GELU (gelu) or its tanh "
+            "approximation (gelu_new, gelu_pytorch_tanh). Received: "
+            f"hidden_act={hidden_act!r}"
         )
     position = c.get("position_embedding_type", "absolute")
     if position != "absolute":
@@ -213,6 +223,7 @@ def _bert_model_config(c):
         max_sequence_length=c.get("max_position_embeddings", 512),
         num_segments=c.get("type_vocab_size", 2),
         layer_norm_epsilon=c.get("layer_norm_eps", 1e-12),
+        activation=_BERT_ACTIVATIONS[hidden_act],
     )
 
 
