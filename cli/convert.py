@@ -43,6 +43,7 @@ def keras_hub_preset(
     keras_llm[keras-hub]."""
     from keras_llm.convert import keras_hub as keras_hub_lib  # TensorFlow
 
+    options.show_library_logs()  # notes and warnings on stderr
     with options.library_errors(debug):
         run_dir = keras_hub_lib.convert_keras_hub(
             preset_dir, out_dir, overwrite=overwrite
@@ -82,6 +83,7 @@ def to_keras_hub(
     keras_llm[keras-hub]."""
     from keras_llm.convert import keras_hub as keras_hub_lib  # TensorFlow
 
+    options.show_library_logs()  # notes and warnings on stderr
     with options.library_errors(debug):
         out = keras_hub_lib.convert_to_keras_hub(
             run_dir, out_dir, overwrite=overwrite
@@ -121,6 +123,7 @@ def hf(src_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     directory."""
     from keras_llm.convert import hf as hf_lib  # TensorFlow
 
+    options.show_library_logs()  # notes and warnings on stderr
     with options.library_errors(debug):
         run_dir = hf_lib.convert_hf(src_dir, out_dir, overwrite=overwrite)
     click.echo(
@@ -158,6 +161,7 @@ def to_hf(run_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     tokenizer files) that `from_pretrained` opens."""
     from keras_llm.convert import to_hf as to_hf_lib  # TensorFlow
 
+    options.show_library_logs()  # notes and warnings on stderr
     with options.library_errors(debug):
         out = to_hf_lib.export_hf(run_dir, out_dir, overwrite=overwrite)
     click.echo(
