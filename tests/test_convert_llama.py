@@ -34,7 +34,7 @@ from keras_llm.convert import weights  # noqa: E402
 from keras_llm.generation import GenerationConfig  # noqa: E402
 from keras_llm.generation import generate_ids  # noqa: E402
 from tests import helpers
-from tests.test_hf_tokenizer import llama2_dir  # noqa: F401 (a fixture)
+from tests.test_hf_tokenizer import llama2_model_dir  # noqa: F401 (fixture)
 from tests.test_hf_tokenizer import llama3_dir  # noqa: F401 (a fixture)
 
 # GPT-2's vocabulary; the Llama-3-style tokenizer's 448 + 256 specials; the
@@ -92,7 +92,7 @@ def _hf_llama(name):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, llama2_dir, llama3_dir):  # noqa: F811
+def checkpoint(tmp_path_factory, llama2_model_dir, llama3_dir):  # noqa: F811
     """`get(name)` → (Hugging Face model, checkpoint folder), built once."""
     cache = {}
 
@@ -105,9 +105,7 @@ def checkpoint(tmp_path_factory, llama2_dir, llama3_dir):  # noqa: F811
                 for path in llama3_dir.iterdir():
                     shutil.copy(path, directory)
             elif name == "llama2_mha":  # tokenizer.model, as Llama 2's
-                model_file = (
-                    llama2_dir.parent / "llama2_model" / "tokenizer.model"
-                )
+                model_file = llama2_model_dir / "tokenizer.model"
                 shutil.copy(model_file, directory)
                 # As Meta's config: transformers adds <s> only when told.
                 (directory / "tokenizer_config.json").write_text(

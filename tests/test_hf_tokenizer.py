@@ -181,9 +181,9 @@ def llama3_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def llama2_dir(tmp_path_factory):
+def llama2_model_dir(tmp_path_factory):
     """A tiny Llama-2-style tokenizer (SentencePiece BPE with byte fallback,
-    <unk> <s> </s>), as transformers 5 saves it: tokenizer.json only."""
+    <unk> <s> </s>) as Meta ships it: `tokenizer.model` alone."""
     import io
 
     import sentencepiece
@@ -198,11 +198,17 @@ def llama2_dir(tmp_path_factory):
         allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2,
         pad_id=-1, num_threads=1, minloglevel=2,
     )  # fmt: skip
-    directory = tmp_path_factory.mktemp("llama2")
+    directory = tmp_path_factory.mktemp("llama2_model")
     (directory / "tokenizer.model").write_bytes(writer.getvalue())
-    hf = transformers.LlamaTokenizer.from_pretrained(str(directory))
-    shutil.copytree(directory, directory.parent / "llama2_model")
-    (directory / "tokenizer.model").unlink()
+    return directory
+
+
+@pytest.fixture(scope="module")
+def llama2_dir(tmp_path_factory, llama2_model_dir):
+    """The same tokenizer as transformers 5 saves it: tokenizer.json
+    only."""
+    hf = transformers.LlamaTokenizer.from_pretrained(str(llama2_model_dir))
+    directory = tmp_path_factory.mktemp("llama2")
     hf.save_pretrained(str(directory))
     return directory
 
@@ -413,9 +419,9 @@ def test_llama2_style_tokenizer_json_in_and_out(
     )
 
 
-def test_llama2_tokenizer_model_alone(llama2_dir, tmp_path):
+def test_llama2_tokenizer_model_alone(llama2_model_dir, llama2_dir):
     # A folder with Llama 2's tokenizer.model and no tokenizer.json.
-    model_dir = llama2_dir.parent / "llama2_model"
+    model_dir = llama2_model_dir
     assert os.listdir(model_dir) == ["tokenizer.model"]
     tokenizer = hf_tokenizer.load_hf_tokenizer(str(model_dir))
     assert tokenizer.prepend_scheme == "first"
