@@ -62,6 +62,8 @@ setuptools.setup(
         "docs": ["matplotlib>=3.8"],
         "test": [
             "pytest>=8",
+            # Runs the suite in 2 processes (pytest.ini).
+            "pytest-xdist>=3.5",
             TORCH,
             KERAS_HUB,
             "transformers>=5,<6",

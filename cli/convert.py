@@ -137,7 +137,7 @@ def hf(src_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     epilog=examples.examples(
         "kllm convert to-hf runs/t5_small --out hf/t5_small",
         "kllm convert to-hf runs/gpt2 --out hf/gpt2 --overwrite",
-        "python -c \"import transformers; "
+        'python -c "import transformers; '
         "transformers.AutoModelForSeq2SeqLM.from_pretrained('hf/t5_small')\"",
     ),
 )
@@ -165,6 +165,5 @@ def to_hf(run_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     with options.library_errors(debug):
         out = to_hf_lib.export_hf(run_dir, out_dir, overwrite=overwrite)
     click.echo(
-        f"Wrote Hugging Face checkpoint {out}; open it with "
-        "`from_pretrained`."
+        f"Wrote Hugging Face checkpoint {out}; open it with `from_pretrained`."
     )

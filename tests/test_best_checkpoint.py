@@ -88,6 +88,7 @@ def run(tmp_path_factory, pairs, sentencepiece_dir):
 # === Metrics during training ===============================================
 
 
+@pytest.mark.large
 def test_generation_metrics_are_logged_beside_val_loss(run):
     rows = [row for row in _rows(run) if "val_loss" in row]
     assert [row["step"] for row in rows] == [0, 2, 4, 6]
@@ -110,6 +111,7 @@ def _events(run_dir):
     return found
 
 
+@pytest.mark.large
 def test_eval_metrics_score_what_the_model_generates(run, pairs):
     """val_chrf at step 6 equals chrF of the run's own decoding (the
     first eval_examples validation pairs, greedy) of ckpt-6."""
@@ -141,6 +143,7 @@ def test_eval_metrics_score_what_the_model_generates(run, pairs):
 # === The best checkpoint ===================================================
 
 
+@pytest.mark.large
 def test_the_best_validation_is_kept_and_chosen(run):
     rows = [row for row in _rows(run) if "val_chrf" in row]
     best = max(rows, key=lambda row: row["val_chrf"])  # the first best
@@ -158,6 +161,7 @@ def test_the_best_validation_is_kept_and_chosen(run):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.large
 def test_commands_default_to_best_and_say_which(run, tmp_path):
     info = json.loads((run / "checkpoints" / "best" / "best.json").read_text())
     result = _kllm(
@@ -331,6 +335,7 @@ def test_metrics_on_single_texts_are_refused_before_writing(
 # === Averaging =============================================================
 
 
+@pytest.mark.large
 def test_average_is_the_mean_of_the_weights(run, tmp_path):
     from keras_llm import averaging
 
@@ -369,6 +374,7 @@ def test_average_is_the_mean_of_the_weights(run, tmp_path):
     assert len(result.stdout.splitlines()) == 1  # one prompt, one output
 
 
+@pytest.mark.large
 def test_average_bad_input_is_one_line_and_writes_nothing(
     run, tiny_run_dir, tmp_path
 ):

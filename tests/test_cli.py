@@ -99,8 +99,8 @@ def test_validate_refuses_what_train_would(tmp_path):
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: --set: data.objective: 'causal_lm' does not fit arch 't5' "
-        "(it needs one of ['gpt2', 'llama']; arch 't5' takes auto, span_corruption, "
-        "seq2seq)\n"
+        "(it needs one of ['gpt2', 'llama']; arch 't5' takes auto, "
+        "span_corruption, seq2seq)\n"
     )
 
 

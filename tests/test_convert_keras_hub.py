@@ -282,6 +282,7 @@ def test_bert_backbone_preset_converts_with_a_note(converted):
     assert "has no masked-LM head" in header.split("model:")[0]
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("name", NAMES)
 def test_exported_preset_loads_in_keras_hub_with_our_logits(exported, name):
     ours, preset = exported(name)

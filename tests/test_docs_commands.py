@@ -471,6 +471,7 @@ def served(tiny_run_dir, tmp_path_factory):
     return scratch, done, outputs
 
 
+@pytest.mark.large
 def test_serving_md_export_prints_what_the_page_shows(served):
     scratch, done, outputs = served
     assert [c.argv[1] for c in done["kllm"]] == ["export"]
@@ -571,6 +572,7 @@ def _python(code, cwd):
     )
 
 
+@pytest.mark.large
 def test_serving_md_loading_snippet_runs_in_a_fresh_process(served):
     import keras_llm
     from keras_llm.generation import GenerationConfig

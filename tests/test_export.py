@@ -74,6 +74,7 @@ def library_outputs(run_dir, texts, jit_compile=False):
     )
 
 
+@pytest.mark.large
 def test_layout_metadata_and_models_config(t5_export):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -125,6 +126,7 @@ def test_serve_command_mounts_out_at_models():
             assert host == os.path.abspath(out)
 
 
+@pytest.mark.large
 def test_c_api_serving_equals_kllm_generate(t5_export):
     run_dir, _, export_dir = t5_export
     served = run_client(
@@ -144,6 +146,7 @@ def test_c_api_serving_equals_kllm_generate(t5_export):
     assert result.output.splitlines()[-len(PROMPTS) :] == served
 
 
+@pytest.mark.large
 def test_session_loader_signatures_and_op_allowlist(t5_export, tmp_path):
     run_dir, _, export_dir = t5_export
     model = keras_llm.load(run_dir)
@@ -213,6 +216,7 @@ def test_session_loader_signatures_and_op_allowlist(t5_export, tmp_path):
     )
 
 
+@pytest.mark.large
 def test_every_warmup_record_parses_and_runs(t5_export, tmp_path):
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -238,6 +242,7 @@ def test_every_warmup_record_parses_and_runs(t5_export, tmp_path):
         assert len(result["outputs"]) == len(request["inputs"]["inputs"])
 
 
+@pytest.mark.large
 def test_served_model_survives_bad_input(t5_export):
     _, _, export_dir = t5_export
     bad = ["", "x" * 10_000, "\udcff\udcfe not utf-8 \udcc3"]
@@ -305,6 +310,7 @@ def test_llama_export_serves_strings(tiny_run_dir, tmp_path):
     assert reply["xla_functions"] == []
 
 
+@pytest.mark.large
 def test_bert_export_fills_masks_and_encodes(tiny_run_dir, tmp_path):
     run_dir = tiny_run_dir("bert_tiny")
     result = CliRunner().invoke(
@@ -332,6 +338,7 @@ def test_bert_export_fills_masks_and_encodes(tiny_run_dir, tmp_path):
     assert np.array(encoded["pooled_output"]).shape == (2, hidden.shape[2])
 
 
+@pytest.mark.large
 def test_export_errors_leave_nothing_half_written(t5_export, tmp_path):
     run_dir, out, export_dir = t5_export
     before = sorted(os.listdir(os.path.join(out, "t5")))
@@ -369,6 +376,7 @@ def _dead_pid():
     return process.pid
 
 
+@pytest.mark.large
 def test_leftovers_of_killed_exports_are_tidied(tiny_run_dir, tmp_path):
     # What `kill -9` during an export leaves beside the versions, made by
     # hand: a half-written .tmp, and the .old of an --overwrite killed
@@ -443,6 +451,7 @@ def _sentinel_run_dir(run_dir, out):
     return str(out)
 
 
+@pytest.mark.large
 def test_keep_special_tokens_is_served_as_asked(tmp_path, tiny_run_dir):
     """`kllm export --keep-special-tokens`: the served strings keep T5's
     sentinels, as generate does when asked; by default they are dropped."""

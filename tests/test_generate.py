@@ -363,6 +363,7 @@ def test_export_style_trace_with_dynamic_shapes(pair, kwargs):
     np.testing.assert_array_equal(served, _ours(model, eos_id, **kwargs))
 
 
+@pytest.mark.large
 def test_transformer_cached_decoding_matches_full_forward():
     keras.utils.set_random_seed(0)
     model = TransformerSeq2SeqLM(
@@ -460,6 +461,7 @@ def _kllm(*args, input=None):
     return CliRunner().invoke(cli, ["generate", *map(str, args)], input=input)
 
 
+@pytest.mark.large
 def test_cli_equals_library_generate(t5_run_dir, tmp_path):
     prompts = ["some text", "The for loop", "x"]
     lm = keras_llm.load(t5_run_dir)

@@ -4,6 +4,7 @@ import pathlib
 import re
 
 import numpy as np
+import pytest
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
 
@@ -14,6 +15,7 @@ def _python_block(section):
     return re.search(r"```python\n(.*?)```", text, re.DOTALL).group(1)
 
 
+@pytest.mark.large
 def test_using_it_from_python_runs_as_shown(tiny_run_dir):
     code = _python_block("Using it from Python")
     assert 'keras_llm.load("runs/t5_tiny")' in code

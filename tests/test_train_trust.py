@@ -122,6 +122,7 @@ def trained(tmp_path_factory, sentencepiece_dir):
     return run_dir
 
 
+@pytest.mark.large
 @pytest.mark.parametrize(
     "sets,keys",
     [
@@ -143,6 +144,7 @@ def test_a_resume_that_cannot_be_exact_is_refused(trained, sets, keys):
     assert _snapshot(trained) == before
 
 
+@pytest.mark.large
 def test_damaged_or_missing_pieces_are_refused(trained, tmp_path):
     import shutil
 
@@ -177,6 +179,7 @@ def test_damaged_or_missing_pieces_are_refused(trained, tmp_path):
     assert "(step 2 of 6)" in result.output
 
 
+@pytest.mark.large
 def test_allowed_changes_resume_and_are_recorded(trained, tmp_path):
     import shutil
 
@@ -273,6 +276,7 @@ def test_early_stopping_resumes_exactly(sentencepiece_dir, tmp_path):
 # === The built-in data says what it is ======================================
 
 
+@pytest.mark.large
 def test_a_small_text_gives_fewer_tokenizer_ids_and_says_so(tmp_path):
     text = tmp_path / "small.txt"
     text.write_text("the cat sat on the mat\n" * 50 + "a dog ran\n" * 50)

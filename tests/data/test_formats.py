@@ -9,6 +9,8 @@ token ids must agree, truncation and special tokens included.
 import os
 from unittest import mock
 
+import pytest
+
 import keras_llm
 from keras_llm import config as config_lib
 from keras_llm.generation import driver
@@ -66,6 +68,7 @@ def test_seq2seq_training_generate_and_export_agree(tiny_run_dir, tmp_path):
     assert generated[0][: len(prefix_ids) - 1] == prefix_ids[:-1]
 
 
+@pytest.mark.large
 def test_causal_generate_and_export_agree(tiny_run_dir, tmp_path):
     from tests.test_export import session_run
 

@@ -127,6 +127,7 @@ def test_missing_bible_package_names_apt(tmp_path, monkeypatch):
         bible.read_pairs()
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("zoo_name", ["t5_tiny", "gpt2_tiny", "bert_tiny"])
 def test_pipeline_batches_have_static_shapes(
     zoo_name, sentencepiece_dir, tmp_path

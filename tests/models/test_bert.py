@@ -157,12 +157,14 @@ def test_padding_does_not_leak_into_real_positions():
     np.testing.assert_allclose(a[:, :5], b[:, :5], atol=1e-5)
 
 
+@pytest.mark.large
 def test_backbone_and_task_contracts(tmp_path):
     inputs = padded_inputs()
     check_backbone(BertBackbone, TINY, inputs, tmp_path)
     check_task(BertMaskedLM, BertBackbone, TINY, inputs, tmp_path)
 
 
+@pytest.mark.large
 def test_head_settings_thread_through_and_serialize(tmp_path):
     """`activation` reaches the encoder and (unless `head_activation` is
     set) the head; `head_layer_norm_epsilon` the head's norm only; both

@@ -164,6 +164,7 @@ def tiny_inputs(seed=0):
     }
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("version", ["v1_0", "v1_1"])
 def test_backbone_and_task_contracts(version, tmp_path):
     kwargs = {**TINY, **(V1_0 if version == "v1_0" else V1_1)}

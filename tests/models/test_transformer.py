@@ -96,6 +96,7 @@ def test_base_parameter_count():
     assert TransformerSeq2SeqLM(backbone).count_params() == 63_082_496
 
 
+@pytest.mark.large
 def test_backbone_and_task_contracts(tmp_path):
     inputs = tiny_inputs()
     inputs["decoder_padding_mask"][0, 4:] = 0  # a padded target
