@@ -6,6 +6,24 @@ from keras_llm.cli import examples
 from keras_llm.cli import options
 
 
+def _out(help_text):
+    """The required `--out` folder of a conversion."""
+    return click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False),
+        required=True,
+        help=help_text,
+    )
+
+
+_OVERWRITE = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out if it exists (only once the new one is complete).",
+)
+
+
 @click.group()
 def convert() -> None:
     """Convert checkpoints into keras_llm run directories, and back."""
@@ -22,18 +40,8 @@ def convert() -> None:
 @click.argument(
     "preset_dir", metavar="PRESET_DIR", type=click.Path(file_okay=False)
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="The run directory to create.",
-)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace --out if it exists (only once the new one is complete).",
-)
+@_out("The run directory to create.")
+@_OVERWRITE
 @options.DEBUG
 def keras_hub_preset(
     preset_dir: str, out_dir: str, overwrite: bool, debug: bool
@@ -62,18 +70,8 @@ def keras_hub_preset(
     ),
 )
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="The keras-hub preset folder to create.",
-)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace --out if it exists (only once the new one is complete).",
-)
+@_out("The keras-hub preset folder to create.")
+@_OVERWRITE
 @options.DEBUG
 def to_keras_hub(
     run_dir: str, out_dir: str, overwrite: bool, debug: bool
@@ -104,18 +102,8 @@ def to_keras_hub(
     ),
 )
 @click.argument("src_dir", metavar="SRC", type=click.Path(file_okay=False))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="The run directory to create.",
-)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace --out if it exists (only once the new one is complete).",
-)
+@_out("The run directory to create.")
+@_OVERWRITE
 @options.DEBUG
 def hf(src_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     """Convert a Hugging Face checkpoint folder SRC (T5 v1.0/v1.1, GPT-2,
@@ -142,18 +130,8 @@ def hf(src_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     ),
 )
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="The Hugging Face checkpoint folder to create.",
-)
-@click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Replace --out if it exists (only once the new one is complete).",
-)
+@_out("The Hugging Face checkpoint folder to create.")
+@_OVERWRITE
 @options.DEBUG
 def to_hf(run_dir: str, out_dir: str, overwrite: bool, debug: bool) -> None:
     """Write the model of RUN_DIR as a Hugging Face checkpoint folder

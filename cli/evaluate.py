@@ -89,18 +89,8 @@ class _Progress:
     help="Write one output per input line, aligned with --data.",
 )
 @options.generation_options
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Examples run together.",
-)
-@click.option(
-    "--no-xla",
-    is_flag=True,
-    help="Run the decode loop without XLA compilation.",
-)
+@options.batch_size("Examples run together.")
+@options.NO_XLA
 @click.option(
     "--keep-special-tokens",
     is_flag=True,

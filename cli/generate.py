@@ -115,18 +115,8 @@ def _read_prompts(
     "line number; replace reads them as U+FFFD.",
 )
 @options.generation_options
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Prompts decoded together.",
-)
-@click.option(
-    "--no-xla",
-    is_flag=True,
-    help="Run the decode loop without XLA compilation.",
-)
+@options.batch_size("Prompts decoded together.")
+@options.NO_XLA
 @click.option(
     "--jsonl",
     is_flag=True,

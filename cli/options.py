@@ -297,3 +297,21 @@ def _in_option_terms(problem, values: dict) -> str:
     verb = "applies" if len(names) == 1 else "apply"
     needs = "--do-sample" if problem.needs == "do_sample" else "--num-beams > 1"
     return f"{listed} only {verb} with {needs}"
+
+
+def batch_size(help_text: str):
+    """`--batch-size`, 32 by default."""
+    return click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=32,
+        show_default=True,
+        help=help_text,
+    )
+
+
+NO_XLA = click.option(
+    "--no-xla",
+    is_flag=True,
+    help="Run the decode loop without XLA compilation.",
+)
