@@ -166,7 +166,12 @@ def evaluate(
         report = {
             "run_dir": run_dir,
             "data": data_path,
-            "checkpoint": {"path": prefix, "step": step},
+            "checkpoint": {
+                "path": prefix,
+                "step": step,
+                # best (step, metric, value), latest (step) or step N
+                "which": rundir.describe_checkpoint(run_dir, prefix),
+            },
             "keep_special_tokens": keep_special_tokens,
             **results,
             "versions": evaluate_lib.versions(),

@@ -177,7 +177,9 @@ def test_commands_default_to_best_and_say_which(run, tmp_path):
         "--max-new-tokens", "4", "--no-xla", "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(out.read_text())["checkpoint"]["step"] == info["step"]
+    checkpoint = json.loads(out.read_text())["checkpoint"]
+    assert checkpoint["step"] == info["step"]
+    assert checkpoint["which"].startswith(f"best (step {info['step']}, ")
 
 
 def test_checkpoint_best_without_one_is_one_line(tiny_run_dir, tmp_path):

@@ -110,6 +110,7 @@ def test_pairs_end_to_end(tiny_run_dir, tmp_path):
         metrics.exact_match(predictions, targets)
     )
     assert report["checkpoint"]["step"] == 0
+    assert report["checkpoint"]["which"] == "latest (step 0)"
     assert report["decoding"]["max_new_tokens"] == 6
     assert set(report["versions"]) >= {"tensorflow", "sacrebleu", "keras_llm"}
     assert list(report["metrics"]) == [
