@@ -50,24 +50,44 @@ def _expand(pattern, key):
     return files
 
 
+def json_record(line, where, fields):
+    """One line of a `.jsonl` file → its object, with the named fields.
+
+    Args:
+        line: the line's text.
+        where: `path:line`, for the messages.
+        fields: `{config key: field name}`, e.g. `{"text_field": "text"}`;
+            a `None` field name is not required.
+
+    Raises:
+        ValueError: not a JSON object, or a field missing (named with the
+            config keys that choose the fields).
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not JSON ({error.msg}).") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object.")
+    for field in fields.values():
+        if field is not None and field not in record:
+            keys = " / ".join(f"data.{key}" for key in fields)
+            raise ValueError(
+                f"{where}: no field {field!r} (set {keys}). Fields: "
+                f"{sorted(record)}"
+            )
+    return record
+
+
 def _read_jsonl(files, text_field, target_field):
+    fields = {"text_field": text_field, "target_field": target_field}
     texts, targets = [], []
     for path in files:
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: not JSON ({error.msg})")
-                for field in (text_field, target_field):
-                    if field is not None and field not in record:
-                        raise ValueError(
-                            f"{path}:{number}: no field {field!r} (set "
-                            "data.text_field / data.target_field). Fields: "
-                            f"{sorted(record)}"
-                        )
+                record = json_record(line, f"{path}:{number}", fields)
                 texts.append(str(record[text_field]))
                 if target_field is not None:
                     targets.append(str(record[target_field]))
@@ -163,19 +183,13 @@ def _read_labelled(files, data):
 
 
 def _labelled_record(line, where, data):
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not JSON ({error.msg})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object.")
-    for field in (data.text_field, data.label_field):
-        if field not in record:
-            raise ValueError(
-                f"{where}: no field {field!r} (set data.text_field / "
-                f"data.label_field). Fields: {sorted(record)}"
-            )
+    record = json_record(line, where, label_fields(data))
     return str(record[data.text_field]), str(record[data.label_field])
+
+
+def label_fields(data):
+    """The `.jsonl` fields of labelled data, by config key."""
+    return {"text_field": data.text_field, "label_field": data.label_field}
 
 
 def training_labels(data):

@@ -103,18 +103,15 @@ def _read_labels(path, lines, extension, data_config):
             "(text<TAB>label) or .jsonl (data.text_field, data.label_field) "
             "files."
         )
+    from keras_llm.data import sources
+
     inputs, labels = [], []
     for number, line in enumerate(lines, 1):
         where = f"{path}:{number}"
         if extension == ".jsonl":
-            record = _json_object(where, line)
-            for field in (data_config.text_field, data_config.label_field):
-                if field not in record:
-                    raise ValueError(
-                        f"{where}: no field {field!r} (the run's "
-                        "data.text_field / data.label_field). Fields: "
-                        f"{sorted(record)}"
-                    )
+            record = sources.json_record(
+                line, where, sources.label_fields(data_config)
+            )
             text = str(record[data_config.text_field])
             label = str(record[data_config.label_field])
         else:
@@ -129,37 +126,18 @@ def _read_labels(path, lines, extension, data_config):
     return EvalData(path, LABELS, inputs, labels)
 
 
-def _json_object(where, line):
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not JSON ({error.msg}).") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object.")
-    return record
-
-
 def _read_jsonl(path, lines, data_config):
+    from keras_llm.data import sources
+
     text_field, target_field = data_config.text_field, data_config.target_field
+    fields = {"text_field": text_field, "target_field": target_field}
     inputs, targets = [], []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             inputs.append("")
             targets.append("")
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not JSON ({error.msg}).")
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object.")
-        for field in (text_field, target_field):
-            if field is not None and field not in record:
-                raise ValueError(
-                    f"{path}:{number}: no field {field!r} (the run's "
-                    "data.text_field / data.target_field). Fields: "
-                    f"{sorted(record)}"
-                )
+        record = sources.json_record(line, f"{path}:{number}", fields)
         inputs.append(str(record[text_field]))
         if target_field is not None:
             targets.append(str(record[target_field]))
