@@ -45,6 +45,13 @@ class Backbone(keras.Model):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
 
+    @property
+    def cache_heads(self):
+        """Key/value heads a decoding cache holds per layer: `num_heads`,
+        fewer where query heads share key/value heads (grouped-query
+        attention)."""
+        return self.num_heads
+
 
 SEQ2SEQ_INPUTS = (
     "encoder_token_ids",

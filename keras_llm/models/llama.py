@@ -551,6 +551,10 @@ class LlamaBackbone(Backbone):
     def head_dim(self):
         return self.key_value_dim or self.hidden_dim // self.num_heads
 
+    @property
+    def cache_heads(self):
+        return self.num_key_value_heads  # the cache holds these only
+
 
 @keras.saving.register_keras_serializable(package="keras_llm")
 class LlamaCausalLM(CausalLM):
@@ -587,20 +591,6 @@ class LlamaCausalLM(CausalLM):
     def _project(backbone, hidden):
         logits = backbone.token_embedding(hidden, reverse=True)  # (B, T, V)
         return ops.cast(logits, "float32")
-
-    def build_cache(self, token_ids, max_length):
-        """Zeros `(B, num_layers, 2, max_length, num_key_value_heads, K)`,
-        `B` taken from `token_ids` `(B, T)`."""
-        backbone = self.backbone
-        shape = (
-            ops.shape(token_ids)[0],
-            backbone.num_layers,
-            2,
-            max_length,
-            backbone.num_key_value_heads,
-            backbone.head_dim,
-        )
-        return ops.zeros(shape, dtype=backbone.compute_dtype)
 
     def call_with_cache(
         self,

@@ -242,8 +242,8 @@ class CausalLM(Task):
 
     def build_cache(self, token_ids, max_length):
         """Zeros `(B, num_layers, 2, max_length, H, K)`, `B` taken from
-        `token_ids` `(B, T)`; `max_length` must not exceed
-        `max_positions`."""
+        `token_ids` `(B, T)`, `H` the backbone's `cache_heads`;
+        `max_length` must not exceed `max_positions`."""
         return _zeros_cache(
             self.backbone,
             ops.shape(token_ids)[0],
@@ -409,7 +409,7 @@ def _zeros_cache(backbone, batch_size, max_length, num_layers):
         num_layers,
         2,
         max_length,
-        backbone.num_heads,
+        backbone.cache_heads,
         backbone.head_dim,
     )
     return ops.zeros(shape, dtype=backbone.compute_dtype)
