@@ -333,6 +333,24 @@ def _norm_pairs(norm, path):
     ]
 
 
+def _learned_positions_task(task):
+    """`hub_task` of GPT-2 and BERT: keras-hub's `task` with its
+    preprocessor (`<task>Preprocessor`), at most the position table long."""
+
+    def hub_task(keras_hub, backbone, tokenizer, data):
+        preprocessor = getattr(keras_hub.models, f"{task}Preprocessor")(
+            tokenizer,
+            sequence_length=min(
+                data.sequence_length, backbone.max_sequence_length
+            ),
+        )
+        return getattr(keras_hub.models, task)(
+            backbone, preprocessor=preprocessor
+        )
+
+    return hub_task
+
+
 def _learned_positions_data(model_config, tokenizer):
     # As for Hugging Face's GPT-2 and BERT: no longer than the positions.
     return config_lib.DataConfig(
@@ -432,14 +450,6 @@ def _gpt2_tokenizer_problem(tokenizer):
     return None
 
 
-def _gpt2_task(keras_hub, backbone, tokenizer, data):
-    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
-        tokenizer,
-        sequence_length=min(data.sequence_length, backbone.max_sequence_length),
-    )
-    return keras_hub.models.GPT2CausalLM(backbone, preprocessor=preprocessor)
-
-
 # --- BERT --------------------------------------------------------------------
 
 
@@ -470,11 +480,6 @@ def _bert_settings(c):
             else c.head_layer_norm_epsilon
         ),
     )
-
-
-def _yaml_value(value):
-    """`value` as config.yaml needs it (YAML 1.1 reads 1e-5 as a string)."""
-    return f"{value:.1e}" if isinstance(value, float) else value
 
 
 def _bert_hub_backbone(keras_hub, c):
@@ -586,14 +591,6 @@ def _bert_tokenizer_problem(tokenizer):
     return None
 
 
-def _bert_task(keras_hub, backbone, tokenizer, data):
-    preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
-        tokenizer,
-        sequence_length=min(data.sequence_length, backbone.max_sequence_length),
-    )
-    return keras_hub.models.BertMaskedLM(backbone, preprocessor=preprocessor)
-
-
 def _bert_notes(with_head):
     # keras-hub's settings (tanh GELU in the encoder, the head's 1e-5) are
     # in the model config (HUB_BERT_SETTINGS): nothing to say about them.
@@ -664,7 +661,7 @@ ARCHS = (
         tokenizer_in=_gpt2_tokenizer_in,
         tokenizer_out=_gpt2_tokenizer_out,
         tokenizer_problem=_gpt2_tokenizer_problem,
-        hub_task=_gpt2_task,
+        hub_task=_learned_positions_task("GPT2CausalLM"),
         data=_learned_positions_data,
     ),
     _Arch(
@@ -680,7 +677,7 @@ ARCHS = (
         tokenizer_in=_bert_tokenizer_in,
         tokenizer_out=_bert_tokenizer_out,
         tokenizer_problem=_bert_tokenizer_problem,
-        hub_task=_bert_task,
+        hub_task=_learned_positions_task("BertMaskedLM"),
         data=_learned_positions_data,
     ),
 )
