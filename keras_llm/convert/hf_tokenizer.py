@@ -374,6 +374,30 @@ def _unigram_pre_tokenizer(data, path):
 # --- BPE → BytePairTokenizer -------------------------------------------------
 
 
+def _vocabulary(data, model, path, kind):
+    """`(token → id, tokens by id)` of a BPE or WordPiece model with the
+    file's added tokens; the ids must run 0..N-1 without gaps.
+
+    Raises:
+        TokenizerJsonError: an added token whose id differs from the
+            vocabulary's, or a gap in the ids.
+    """
+    vocab = {str(k): int(v) for k, v in model["vocab"].items()}
+    for token, (token_id, _) in _added_tokens(data).items():
+        if vocab.get(token, token_id) != token_id:
+            raise TokenizerJsonError(
+                f"{path}: added token {token!r} has id {token_id}, the "
+                f"vocabulary {vocab[token]}."
+            )
+        vocab[token] = token_id
+    tokens = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise TokenizerJsonError(
+            f"{path}: the {kind} ids are not 0..{len(tokens) - 1} without gaps."
+        )
+    return vocab, tokens
+
+
 def _bpe(data, config, path):
     from keras_llm.data import bpe_tokenizer
 
@@ -453,20 +477,8 @@ def _sentencepiece_bpe(data, config, path):
     if model.get("ignore_merges"):
         _refuse(path, "ignore_merges with byte_fallback", True)
     scheme = _metaspace_scheme(data, config, path)
-    vocab = {str(k): int(v) for k, v in model["vocab"].items()}
     added = _added_tokens(data)
-    for token, (token_id, _) in added.items():
-        if vocab.get(token, token_id) != token_id:
-            raise TokenizerJsonError(
-                f"{path}: added token {token!r} has id {token_id}, the "
-                f"vocabulary {vocab[token]}."
-            )
-        vocab[token] = token_id
-    pieces = sorted(vocab, key=vocab.get)
-    if [vocab[p] for p in pieces] != list(range(len(pieces))):
-        raise TokenizerJsonError(
-            f"{path}: the BPE ids are not 0..{len(pieces) - 1} without gaps."
-        )
+    vocab, pieces = _vocabulary(data, model, path, "BPE")
     missing = [
         f"<0x{b:02X}>" for b in range(256) if f"<0x{b:02X}>" not in vocab
     ]
@@ -689,20 +701,7 @@ def _wordpiece(data, config, path):
     pre = _components(data.get("pre_tokenizer"), "pretokenizers")
     if [node.get("type") for node in pre] != ["BertPreTokenizer"]:
         _refuse(path, "the WordPiece pre-tokenizer", data.get("pre_tokenizer"))
-    vocab = {str(k): int(v) for k, v in model["vocab"].items()}
-    for token, (token_id, _) in _added_tokens(data).items():
-        if vocab.get(token, token_id) != token_id:
-            raise TokenizerJsonError(
-                f"{path}: added token {token!r} has id {token_id}, the "
-                f"vocabulary {vocab[token]}."
-            )
-        vocab[token] = token_id
-    tokens = sorted(vocab, key=vocab.get)
-    if [vocab[t] for t in tokens] != list(range(len(tokens))):
-        raise TokenizerJsonError(
-            f"{path}: the WordPiece ids are not 0..{len(tokens) - 1} without "
-            "gaps."
-        )
+    vocab, tokens = _vocabulary(data, model, path, "WordPiece")
     lowercase = bool(normalizer.get("lowercase", True))
     strip_accents = normalizer.get("strip_accents")
     try:
