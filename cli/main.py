@@ -11,6 +11,7 @@ import sys
 import click
 
 from keras_llm.cli import average as average_commands
+from keras_llm.cli import data as data_commands
 from keras_llm.cli import convert as convert_commands
 from keras_llm.cli import evaluate as evaluate_commands
 from keras_llm.cli import examples
@@ -190,3 +191,4 @@ cli.add_command(export_commands.export)
 cli.add_command(generate_commands.generate)
 cli.add_command(evaluate_commands.evaluate)
 cli.add_command(average_commands.average)
+cli.add_command(data_commands.data)

@@ -48,14 +48,15 @@ def clean_osis(text):
     return _SPACE.sub(" ", html.unescape(text)).strip()
 
 
-def read_verses(language, root=None):
-    """All verse slots of one module, in versification order (may be '')."""
+def read_verses(language, root=None, testament=None):
+    """All verse slots of one module, in versification order (may be ''):
+    both testaments, or only `testament` (`"ot"` or `"nt"`)."""
     path = _module_dir(language, root)
     verses = []
-    for testament in ("ot", "nt"):
+    for part in (testament,) if testament else ("ot", "nt"):
 
         def read(ext):
-            with open(os.path.join(path, f"{testament}.{ext}"), "rb") as f:
+            with open(os.path.join(path, f"{part}.{ext}"), "rb") as f:
                 return f.read()
 
         blocks_index, data, slots = read("bzs"), read("bzz"), read("bzv")
@@ -86,3 +87,13 @@ def read_pairs(source="en", target="es", root=None):
             f"counts ({len(left)} vs {len(right)}): not the same versification."
         )
     return [(a, b) for a, b in zip(left, right) if a and b]
+
+
+def testament_verses(language="en", root=None):
+    """`(verse, "old" | "new")` for every non-empty verse of one module."""
+    return [
+        (verse, name)
+        for part, name in (("ot", "old"), ("nt", "new"))
+        for verse in read_verses(language, root, testament=part)
+        if verse
+    ]
