@@ -139,6 +139,35 @@ def test_pairs_end_to_end(tiny_run_dir, tmp_path):
     )
 
 
+def test_cut_prompts_are_counted_once_and_progress_starts_at_zero(
+    tiny_run_dir, tmp_path
+):
+    # 10 examples in batches of 1: three chunks of generation, one warning.
+    data = tmp_path / "test.tsv"
+    data.write_text("".join(f"{'word ' * 100}{i}\tx\n" for i in range(10)))
+    result = _kllm(
+        "evaluate", tiny_run_dir("t5_tiny"), "--data", data, "--no-xla",
+        "--metrics", "chrf", "--max-new-tokens", "2", "--batch-size", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cut = [line for line in result.stderr.splitlines() if "longer" in line]
+    assert cut == [
+        "10 of 10 prompts were longer than the model's input (64 tokens) "
+        "and were cut, keeping the start."
+    ]
+    progress = [
+        line.split(",")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("generating")
+    ]
+    assert progress == [
+        "generating 0/10 examples",
+        "generating 4/10 examples",
+        "generating 8/10 examples",
+        "generating 10/10 examples",
+    ]
+
+
 def test_text_perplexity_equals_a_direct_computation(tiny_run_dir, tmp_path):
     run_dir = tiny_run_dir("gpt2_tiny")
     texts = ["The for statement is used to iterate.", "x = 1"]

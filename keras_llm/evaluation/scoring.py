@@ -22,6 +22,7 @@ and `loss` are the model's mean negative log-likelihood per target token
 training's validation uses.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -319,6 +320,8 @@ def _likelihood(model, data, batch_size, progress):
     # Target ids a row would have uncut: EOS ends a seq2seq target.
     extra = 1 if model.kind == kinds.SEQ2SEQ else 0
     total_nll, total_tokens, cut = 0.0, 0.0, 0
+    if progress:
+        progress("scoring", 0, len(inputs))
     for begin in range(0, len(inputs), batch_size):
         batch_targets = targets[begin : begin + batch_size]
         features, labels, weights = fmt.pair_examples(
@@ -348,6 +351,8 @@ def _likelihood(model, data, batch_size, progress):
 def _predict_labels(model, inputs, batch_size, progress):
     predictions = []
     chunk = batch_size * 4
+    if progress:
+        progress("classifying", 0, len(inputs))
     for begin in range(0, len(inputs), chunk):
         predictions += model.predict_labels(
             inputs[begin : begin + chunk], batch_size
@@ -360,21 +365,41 @@ def _predict_labels(model, inputs, batch_size, progress):
 def _generate(
     model, inputs, config, batch_size, jit_compile, keep_special, progress
 ):
+    from keras_llm.generation import driver
+
     predictions = []
+    # The prompts the input format cuts, counted once for the whole file;
+    # the chunks' own counts would repeat it for every chunk.
+    driver.warn_if_cut(model.make_format(), inputs, config.max_new_tokens)
+    if progress:
+        progress("generating", 0, len(inputs))
     # Chunks of a few batches: progress without re-tracing per batch.
     chunk = batch_size * 4
-    for begin in range(0, len(inputs), chunk):
-        texts = model.generate(
-            inputs[begin : begin + chunk],
-            config,
-            jit_compile=jit_compile,
-            batch_size=batch_size,
-            keep_special_tokens=keep_special,
-        )
-        predictions += texts
-        if progress:
-            progress("generating", len(predictions), len(inputs))
+    with _without_cut_warnings(driver.logger):
+        for begin in range(0, len(inputs), chunk):
+            texts = model.generate(
+                inputs[begin : begin + chunk],
+                config,
+                jit_compile=jit_compile,
+                batch_size=batch_size,
+                keep_special_tokens=keep_special,
+            )
+            predictions += texts
+            if progress:
+                progress("generating", len(predictions), len(inputs))
     return predictions
+
+
+@contextlib.contextmanager
+def _without_cut_warnings(logger_):
+    def keep(record):
+        return "longer than the model's input" not in record.getMessage()
+
+    logger_.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger_.removeFilter(keep)
 
 
 def versions() -> dict[str, str]:
