@@ -112,7 +112,14 @@ def evaluate(
 ) -> None:
     """Score the model in RUN_DIR on a test file: BLEU and chrF (sacrebleu),
     ROUGE (rouge-score), SQuAD exact match and F1, perplexity. Prints one
-    line per metric; --out and --predictions write files."""
+    line per metric; --out and --predictions write files. Without
+    --max-new-tokens, outputs run up to the run's
+    data.target_sequence_length, as in training's validation metrics."""
+    ctx = click.get_current_context()
+    default_length = (
+        ctx.get_parameter_source("max_new_tokens")
+        is click.core.ParameterSource.DEFAULT
+    )
     config = options.generation_config(decoding)
     import keras_llm  # TensorFlow
     from keras_llm import evaluation
@@ -127,6 +134,13 @@ def evaluate(
         prefix = options.announce_checkpoint(run_dir, checkpoint, always=True)
         step = rundir.checkpoint_step(prefix)
         lm = keras_llm.load(run_dir, checkpoint=checkpoint)
+        if default_length:
+            # Decode as far as training's targets go, as the validation
+            # metrics of train.eval_metrics do, not --max-new-tokens' 32.
+            from keras_llm.training import validation
+
+            length = validation.max_new_tokens(cfg, lm)
+            config = config.replace(max_new_tokens=length)
         names = metrics or evaluate_lib.default_metrics(lm, data)
         evaluate_lib.check_metrics(lm, data, names)
         if predictions_path and not any(

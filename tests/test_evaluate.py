@@ -145,11 +145,16 @@ def test_cut_prompts_are_counted_once_and_progress_starts_at_zero(
     # 10 examples in batches of 1: three chunks of generation, one warning.
     data = tmp_path / "test.tsv"
     data.write_text("".join(f"{'word ' * 100}{i}\tx\n" for i in range(10)))
+    out = tmp_path / "results.json"
+    run_dir = tiny_run_dir("t5_tiny")
     result = _kllm(
-        "evaluate", tiny_run_dir("t5_tiny"), "--data", data, "--no-xla",
-        "--metrics", "chrf", "--max-new-tokens", "2", "--batch-size", "1",
+        "evaluate", run_dir, "--data", data, "--no-xla", "--metrics", "chrf",
+        "--batch-size", "1", "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    # Without --max-new-tokens, outputs may be as long as training's targets.
+    length = keras_llm.load(run_dir).config.data.target_sequence_length
+    assert json.loads(out.read_text())["decoding"]["max_new_tokens"] == length
     cut = [line for line in result.stderr.splitlines() if "longer" in line]
     assert cut == [
         "10 of 10 prompts were longer than the model's input (64 tokens) "
