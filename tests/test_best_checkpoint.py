@@ -283,7 +283,20 @@ def test_a_best_moved_aside_by_a_kill_is_put_back(tmp_path):
         (
             "t5_tiny",
             ["train.eval_metrics=[perplexity]"],
-            "'perplexity' is not a generation metric",
+            "'perplexity' is not a generation or label metric",
+        ),
+        (
+            "t5_tiny",
+            ["train.eval_metrics=[accuracy]", "data.source=bible"],
+            "train.eval_metrics: accuracy needs a classifier (data.objective: "
+            "classification) (use generation metrics such as [bleu, chrf])",
+        ),
+        (
+            "bert_tiny_classifier",
+            ["train.eval_metrics=[accuracy, bleu]"],
+            "train.eval_metrics: bleu needs generated text; a classifier's "
+            "metrics are accuracy and macro_f1 (use [accuracy] or "
+            "[accuracy, macro_f1])",
         ),
         (
             "t5_tiny",

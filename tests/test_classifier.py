@@ -159,6 +159,22 @@ def test_training_learns_the_labels(trained):
     accuracy = np.mean([p == t for p, t in zip(predicted, labels)])
     majority = max(labels.count("en"), labels.count("es")) / len(labels)
     assert accuracy > majority + 0.2, (accuracy, majority)
+    # The zoo config logs val_accuracy (train.eval_metrics: [accuracy]):
+    # the final model's accuracy on the validation split, in percent.
+    from keras_llm.data import sources
+
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        logged = [json.loads(line) for line in f]
+    last = [row for row in logged if "val_accuracy" in row][-1]
+    assert last["step"] == 40
+    _, validation = sources.load_splits(clf.config.data)
+    rows = list(validation.as_numpy_iterator())
+    texts = [row["inputs"].decode() for row in rows]
+    labels = [row["targets"].decode() for row in rows]
+    expected = 100 * np.mean(
+        [p == t for p, t in zip(clf.predict_labels(texts), labels)]
+    )
+    assert last["val_accuracy"] == pytest.approx(expected)
 
 
 def test_generate_prints_labels_and_scores(classifier):

@@ -549,17 +549,18 @@ class TrainConfig(_Section):
     # model section must equal this one; its tokenizer is used unless
     # data.tokenizer is set. Ignored when the run dir holds a checkpoint.
     init_checkpoint: str | None = None
-    # Generation metrics measured at each validation, e.g. [bleu, chrf]:
-    # up to eval_examples validation pairs decoded greedily (XLA if
-    # runtime.jit_compile), logged as val_bleu, ... beside val_loss. Needs
-    # input/target pairs and a model that generates.
+    # Metrics measured at each validation, logged as val_bleu, ... beside
+    # val_loss: generation metrics (e.g. [bleu, chrf]) decode up to
+    # eval_examples validation pairs greedily (XLA if runtime.jit_compile)
+    # and need input/target pairs and a model that generates; a
+    # classifier's are accuracy and macro_f1.
     eval_metrics: list[str] = dataclasses.field(default_factory=list)
-    # Validation pairs decoded per validation for eval_metrics (the first
-    # ones of the split, the same each time).
+    # Validation examples scored per validation for eval_metrics (the
+    # first ones of the split, the same each time).
     eval_examples: int = 200
     # The validation metric that picks checkpoints/best/: val_loss, val_ppl
     # or val_<name> of a metric in eval_metrics (higher BLEU, chrF, ROUGE,
-    # exact match and F1 are better; lower loss and perplexity).
+    # exact match, F1 and accuracy are better; lower loss and perplexity).
     best_metric: str = "val_loss"
     # Stop after this many validations in a row without a better
     # best_metric; null: never stop early.
@@ -612,21 +613,23 @@ class TrainConfig(_Section):
         from keras_llm.evaluation.metrics import METRICS
 
         generation = [n for n, m in METRICS.items() if m.needs == "generation"]
-        _record("eval_metrics", Rule("one_of", choices=tuple(generation)))
+        labels = [n for n, m in METRICS.items() if m.needs == "labels"]
+        allowed = generation + labels
+        _record("eval_metrics", Rule("one_of", choices=tuple(allowed)))
         for name in self.eval_metrics:
-            if name not in generation:
-                hint = _did_you_mean(name, generation)
+            if name not in allowed:
+                hint = _did_you_mean(name, allowed)
                 yield _problem(
                     "train.eval_metrics",
-                    f"{name!r} is not a generation metric ({hint})",
+                    f"{name!r} is not a generation or label metric ({hint})",
                 )
         logged = ["val_loss", "val_ppl"]
-        logged += [f"val_{n}" for n in self.eval_metrics if n in generation]
+        logged += [f"val_{n}" for n in self.eval_metrics if n in allowed]
         if self.best_metric not in logged:
             name = self.best_metric.removeprefix("val_")
             hint = (
                 f"add {name} to train.eval_metrics"
-                if name in generation
+                if name in allowed
                 else "one of " + ", ".join(logged)
             )
             yield _problem(
@@ -759,14 +762,38 @@ def kind_of(cfg: ExperimentConfig) -> str:
 def _check_eval_metrics(
     model: Any, data: DataConfig, train: TrainConfig
 ) -> list[Problem]:
-    """`train.eval_metrics` decode validation inputs and compare them with
-    their targets: the model must generate, the data must give pairs
-    (surely not for the built-in pydoc texts; files are checked once read)."""
-    if not train.eval_metrics:
+    """`train.eval_metrics` compare validation outputs with their targets:
+    generation metrics need a model that generates and data that gives
+    pairs (surely not the built-in pydoc texts; files are checked once
+    read), label metrics a classifier."""
+    from keras_llm.evaluation.metrics import METRICS
+
+    known = [n for n in train.eval_metrics if n in METRICS]  # others: named
+    if not known:
         return []
-    named = ", ".join(train.eval_metrics)
+    named = ", ".join(known)
+    verb = "needs" if len(known) == 1 else "need"
+    kind = kinds.kind_of(_objective(model, data))
+    is_label = {n: METRICS[n].needs == "labels" for n in known}
+    if kind == kinds.CLASSIFIER or any(is_label.values()):
+        wrong = [n for n in known if is_label[n] != (kind == kinds.CLASSIFIER)]
+        if not wrong:
+            return []
+        verb = "needs" if len(wrong) == 1 else "need"
+        if kind == kinds.CLASSIFIER:
+            problem = (
+                f"{', '.join(wrong)} {verb} generated text; a classifier's "
+                "metrics are accuracy and macro_f1"
+            )
+            hint = "use [accuracy] or [accuracy, macro_f1]"
+        else:
+            problem = (
+                f"{', '.join(wrong)} {verb} a classifier (data.objective: "
+                "classification)"
+            )
+            hint = "use generation metrics such as [bleu, chrf]"
+        return [_problem("train.eval_metrics", problem, hint=hint)]
     if model.kind not in (kinds.SEQ2SEQ, kinds.CAUSAL):
-        verb = "needs" if len(train.eval_metrics) == 1 else "need"
         return [
             _problem(
                 "train.eval_metrics",

@@ -354,13 +354,16 @@ class Classifier(Task):
         weights = ops.cast(weights, "float32")
         return losses * weights, weights
 
-    def classify(self, texts, batch_size=DEFAULT_BATCH_SIZE):
+    def classify(self, texts, batch_size=DEFAULT_BATCH_SIZE, input_format=None):
         """The most likely label of each text, and every label's
         probability.
 
         Args:
             texts: list of str (or one str).
             batch_size: int. Texts run together.
+            input_format: the `InputFormat` that makes the ids; defaults to
+                `make_format()` (the model's tokenizer). Training passes
+                its own, for a model it has not yet given a tokenizer.
 
         Returns:
             `(labels, scores)`: list of str, and float32 numpy
@@ -368,8 +371,8 @@ class Classifier(Task):
             `model.labels`.
         """
         texts = _as_list(texts)
-        fmt = self.make_format()
-        names = self.label_names()
+        fmt = input_format or self.make_format()
+        names = list(fmt.labels)  # the run's labels, in the head's order
         scores = []
         for begin in range(0, len(texts), batch_size):
             ids = fmt.prompt_ids(tf.constant(texts[begin : begin + batch_size]))

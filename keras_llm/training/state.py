@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_llm import config as config_lib
 from keras_llm import distribute
+from keras_llm import restore
 from keras_llm import rundir
 from keras_llm import schedules
 from keras_llm.config import memory
@@ -124,9 +125,13 @@ def build(cfg, run_dir, prepared):
         prepared.tokenizer, cfg.data, **init_lib.format_kwargs(prepared.labels)
     )
     eval_pairs = _eval_pairs(cfg, prepared.splits[1])
-    # Prompts for train.eval_metrics, built as model.generate builds them.
+    # Prompts for train.eval_metrics, built as model.generate builds them
+    # (a classifier's, as model.classify: with the run's labels).
     generation_format = model.input_format.from_data_config(
-        prepared.tokenizer, cfg.data, max_positions=model.max_positions
+        prepared.tokenizer,
+        cfg.data,
+        max_positions=model.max_positions,
+        **init_lib.format_kwargs(prepared.labels),
     )
     train_data, validation_data = pipeline.build_datasets(
         cfg.data,
@@ -260,11 +265,14 @@ def _restore(checkpoint, parts, model, latest):
         if any(n.startswith("optimizer/") for n in names):
             if not any(n.startswith("best_step/") for n in names):
                 checkpoint = tf.train.Checkpoint(**parts)
-            checkpoint.restore(latest).assert_consumed()
+            # A checkpoint of the older attention shapes: the kernels and
+            # their optimizer slots reshaped (keras_llm.restore).
+            with restore.restorable(latest, checkpoint) as path:
+                checkpoint.restore(path).assert_consumed()
             return False
-        tf.train.Checkpoint(model=model).restore(
-            latest
-        ).assert_existing_objects_matched()
+        holder = tf.train.Checkpoint(model=model)
+        with restore.restorable(latest, holder) as path:
+            holder.restore(path).assert_existing_objects_matched()
         return True
     except Exception as error:  # noqa: BLE001 (any reader failure: one line)
         message = getattr(error, "message", None) or str(error)

@@ -48,6 +48,13 @@ def make_validate(cfg, state, evaluate):
         if not names or not pairs:
             return loss, {}
         inputs = [source for source, _ in pairs]
+        references = [target for _, target in pairs]
+        if state.model.kind == kinds.CLASSIFIER:
+            predictions, _ = state.model.classify(
+                inputs, batch_size, input_format=state.input_format
+            )
+            scores, _ = metrics_lib.text_metrics(names, predictions, references)
+            return loss, {name: scores[name] for name in names}
         # The warning about inputs the format cuts: at the first
         # validation only, not at every one (the pairs do not change).
         quiet = (
@@ -63,9 +70,7 @@ def make_validate(cfg, state, evaluate):
                 batch_size=batch_size,
             )
         calls.append(1)
-        scores, _ = metrics_lib.text_metrics(
-            names, predictions, [target for _, target in pairs]
-        )
+        scores, _ = metrics_lib.text_metrics(names, predictions, references)
         return loss, {name: scores[name] for name in names}
 
     return validate
