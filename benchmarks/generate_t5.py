@@ -42,19 +42,19 @@ SOURCE = 64
 SETTINGS = [("greedy", 1, 1), ("greedy", 8, 1), ("beam 5", 1, 5)]
 
 
-def prompts(batch_size):
+def prompts(batch_size, source=SOURCE, config=SMALL):
     rng = np.random.default_rng(0)
-    return rng.integers(2, SMALL["vocabulary_size"], (batch_size, SOURCE))
+    return rng.integers(2, config["vocabulary_size"], (batch_size, source))
 
 
 class KerasLLM:
     name = "keras_llm"
 
-    def __init__(self, new_tokens, jit_compile=True):
+    def __init__(self, new_tokens, jit_compile=True, config=SMALL):
         from keras_llm.models import T5Backbone
         from keras_llm.models import T5Seq2SeqLM
 
-        self.model = T5Seq2SeqLM(T5Backbone(**SMALL))
+        self.model = T5Seq2SeqLM(T5Backbone(**config))
         self.new_tokens = new_tokens
         self.jit_compile = jit_compile
         if not jit_compile:
@@ -81,10 +81,10 @@ class KerasLLM:
 class KerasHub:
     name = "keras-hub"
 
-    def __init__(self, new_tokens):
+    def __init__(self, new_tokens, config=SMALL):
         import keras_hub
 
-        backbone = keras_hub.models.T5Backbone(**SMALL)
+        backbone = keras_hub.models.T5Backbone(**config)
         # One task model per sampler on the same backbone: `compile()`
         # drops the compiled generate function.
         self.models = {}
@@ -153,6 +153,37 @@ class HuggingFace:
         return out.shape[1] - 1
 
 
+def measure(runners, settings, new_tokens, repeats, make_prompts=prompts):
+    """{(runner name, setting): [seconds per call]}: every setting compiled
+    (and its token count checked) first, then `repeats` rounds with the
+    runners' order rotating."""
+    times = {(r.name, s): [] for r in runners for s in settings}
+    for setting in settings:
+        _, batch_size, num_beams = setting
+        for runner in runners:
+            start = time.perf_counter()
+            count = runner(make_prompts(batch_size), num_beams)
+            assert count == new_tokens, (runner.name, count)
+            print(
+                f"warm-up {runner.name:<20} {setting[0]} b{batch_size}: "
+                f"{time.perf_counter() - start:.1f}s",
+                flush=True,
+            )
+    for repeat in range(repeats):
+        for setting in settings:
+            _, batch_size, num_beams = setting
+            ids = make_prompts(batch_size)
+            order = (
+                runners[repeat % len(runners) :]
+                + runners[: repeat % len(runners)]
+            )
+            for runner in order:
+                start = time.perf_counter()
+                runner(ids, num_beams)
+                times[runner.name, setting].append(time.perf_counter() - start)
+    return times
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--new-tokens", type=int, default=32)
@@ -169,30 +200,7 @@ def main():
     ]
     if args.no_xla:
         runners.insert(1, KerasLLM(args.new_tokens, jit_compile=False))
-    times = {(r.name, s): [] for r in runners for s in SETTINGS}
-    for setting in SETTINGS:  # compile (and check the token count) first
-        _, batch_size, num_beams = setting
-        for runner in runners:
-            start = time.perf_counter()
-            count = runner(prompts(batch_size), num_beams)
-            assert count == args.new_tokens, (runner.name, count)
-            print(
-                f"warm-up {runner.name:<20} {setting[0]} b{batch_size}: "
-                f"{time.perf_counter() - start:.1f}s",
-                flush=True,
-            )
-    for repeat in range(args.repeats):
-        for setting in SETTINGS:
-            _, batch_size, num_beams = setting
-            ids = prompts(batch_size)
-            order = (
-                runners[repeat % len(runners) :]
-                + runners[: repeat % len(runners)]
-            )
-            for runner in order:
-                start = time.perf_counter()
-                runner(ids, num_beams)
-                times[runner.name, setting].append(time.perf_counter() - start)
+    times = measure(runners, SETTINGS, args.new_tokens, args.repeats)
 
     print(
         f"\nT5-small, float32, encoder {SOURCE} tokens, {args.new_tokens} "

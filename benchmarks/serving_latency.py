@@ -22,8 +22,11 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Prints one JSON line: {"latency": {batch size: median seconds},
+# "outputs": the strings served for the first batch, "devices": {device:
+# ops run there in one traced request}}.
 CLIENT = r"""
-import json, statistics, sys, time
+import collections, json, statistics, sys, time
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 path, batches, repeats = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
@@ -32,7 +35,17 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
     signature = meta.signature_def["serving_default"]
     feed = signature.inputs["inputs"].name
     fetch = signature.outputs["outputs"].name
-    result = {}
+    options = tf.compat.v1.RunOptions(
+        trace_level=tf.compat.v1.RunOptions.SOFTWARE_TRACE
+    )
+    metadata = tf.compat.v1.RunMetadata()
+    outputs = session.run(  # also the warm-up of the first batch
+        fetch, {feed: batches[0]}, options=options, run_metadata=metadata
+    )
+    devices = collections.Counter()
+    for stats in metadata.step_stats.dev_stats:
+        devices[stats.device] += len(stats.node_stats)
+    latency = {}
     for batch in batches:
         session.run(fetch, {feed: batch})  # warm up
         times = []
@@ -40,24 +53,31 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
             start = time.perf_counter()
             session.run(fetch, {feed: batch})
             times.append(time.perf_counter() - start)
-        result[str(len(batch))] = statistics.median(times)
-print(json.dumps(result))
+        latency[str(len(batch))] = statistics.median(times)
+print(json.dumps({
+    "latency": latency,
+    "outputs": [text.decode() for text in outputs],
+    "devices": dict(devices),
+}))
 """
 
 
-def build_run_dir(path):
+def build_run_dir(path, zoo_name="t5_small"):
+    """A run dir of a zoo T5 (random weights, EOS and pad never win) with a
+    SentencePiece vocabulary of up to 8000 ids trained on the built-in
+    text. Returns `(model, tokenizer)`."""
     import keras_llm
     from keras_llm import config as config_lib
     from keras_llm import rundir
     from keras_llm.data import sources
     from keras_llm.data import tokenizer as tokenizer_lib
 
-    cfg = config_lib.load_config(config_lib.zoo_path("t5_small"))
+    cfg = config_lib.load_config(config_lib.zoo_path(zoo_name))
     tokenizer = tokenizer_lib.train_sentencepiece(
         sources.pydoc_documents(),
-        8000,
+        min(8000, cfg.model.vocabulary_size),
         os.path.join(path, "tokenizer"),
-        num_sentinels=100,
+        num_sentinels=cfg.data.num_sentinels,
         seed=0,
     )
     model = keras_llm.build(cfg)
@@ -69,6 +89,27 @@ def build_run_dir(path):
     rundir.save_model(model, path)
     model.tokenizer, model.config = tokenizer, cfg
     return model, tokenizer
+
+
+def serve(export_dir, batches, repeats):
+    """Runs CLIENT (TF1 session loader, no keras_llm) in a fresh process
+    on `export_dir`; returns its JSON result."""
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLIENT,
+            export_dir,
+            json.dumps(batches),
+            str(repeats),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if served.returncode:
+        lines = served.stderr.strip().splitlines() or ["(no output)"]
+        raise RuntimeError(f"the TF1 session loader failed: {lines[-1]}")
+    return json.loads(served.stdout.splitlines()[-1])
 
 
 def main():
@@ -99,20 +140,8 @@ def main():
                 times.append(time.perf_counter() - start)
             name = "keras_llm generate" + (" (XLA)" if jit else "")
             rows.append((name, len(batch), statistics.median(times)))
-    served = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CLIENT,
-            export_dir,
-            json.dumps(batches),
-            str(args.repeats),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    for size, seconds in json.loads(served.stdout.splitlines()[-1]).items():
+    served = serve(export_dir, batches, args.repeats)
+    for size, seconds in served["latency"].items():
         rows.append(("export, TF1 session loader", int(size), seconds))
     print(f"T5-small shapes, greedy, {args.max_new_tokens} new tokens")
     print(f"{'path':32s} {'batch':>5s} {'latency':>10s} {'new tokens/s':>13s}")

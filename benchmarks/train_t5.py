@@ -39,42 +39,44 @@ SMALL = dict(
 BATCH, SOURCE, TARGET = 8, 128, 32
 
 
-def keras_llm_model(dtype):
+def keras_llm_model(dtype, config=SMALL):
     from keras_llm.models import T5Backbone
     from keras_llm.models import T5Seq2SeqLM
 
-    return T5Seq2SeqLM(T5Backbone(**SMALL, dtype=dtype))
+    return T5Seq2SeqLM(T5Backbone(**config, dtype=dtype))
 
 
-def keras_hub_model(dtype):
+def keras_hub_model(dtype, config=SMALL):
     import keras_hub
 
-    backbone = keras_hub.models.T5Backbone(**SMALL, dtype=dtype)
+    backbone = keras_hub.models.T5Backbone(**config, dtype=dtype)
     return keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
 
 
-def batch():
+def batch(batch_size=BATCH, source=SOURCE, target=TARGET, config=SMALL):
     rng = np.random.default_rng(0)
 
     def ids(n):
-        return rng.integers(2, SMALL["vocabulary_size"], (BATCH, n))
+        return rng.integers(2, config["vocabulary_size"], (batch_size, n))
 
     features = {
-        "encoder_token_ids": ids(SOURCE).astype("int32"),
-        "encoder_padding_mask": np.ones((BATCH, SOURCE), "int32"),
-        "decoder_token_ids": ids(TARGET).astype("int32"),
-        "decoder_padding_mask": np.ones((BATCH, TARGET), "int32"),
+        "encoder_token_ids": ids(source).astype("int32"),
+        "encoder_padding_mask": np.ones((batch_size, source), "int32"),
+        "decoder_token_ids": ids(target).astype("int32"),
+        "decoder_padding_mask": np.ones((batch_size, target), "int32"),
     }
-    return features, ids(TARGET).astype("int32")
+    return features, ids(target).astype("int32")
 
 
-def make_step(model):
+def make_step(model, micro_batches=1):
+    """One AdamW step over the whole batch. With `micro_batches` > 1, XLA
+    compiles one micro-batch's forward + backward; the gradients are summed
+    outside it (for batches whose activations do not fit at once)."""
     optimizer = keras.optimizers.AdamW(1e-4)
     optimizer.build(model.trainable_variables)
     variables = model.trainable_variables
 
-    @tf.function(jit_compile=True)
-    def step(features, labels):
+    def loss_and_grads(features, labels):
         with tf.GradientTape() as tape:
             logits = tf.cast(model(features, training=True), tf.float32)
             loss = tf.reduce_mean(
@@ -82,11 +84,43 @@ def make_step(model):
                     labels, logits, from_logits=True
                 )
             )
-        grads = tape.gradient(loss, variables)
-        optimizer.apply(grads, variables)
-        return loss
+        return loss, tape.gradient(loss, variables)
 
-    return step
+    if micro_batches == 1:
+
+        @tf.function(jit_compile=True)
+        def step(features, labels):
+            loss, grads = loss_and_grads(features, labels)
+            optimizer.apply(grads, variables)
+            return loss
+
+        return step
+
+    @tf.function(jit_compile=True)
+    def compiled(features, labels):
+        loss, grads = loss_and_grads(features, labels)
+        return loss, [tf.convert_to_tensor(g) for g in grads]  # dense sums
+
+    apply = tf.function(lambda grads: optimizer.apply(grads, variables))
+
+    def accumulated_step(features, labels):
+        size = len(labels) // micro_batches
+        total_loss, total = 0.0, None
+        for i in range(micro_batches):
+            part = slice(i * size, (i + 1) * size)
+            loss, grads = compiled(
+                {k: v[part] for k, v in features.items()}, labels[part]
+            )
+            total_loss += loss
+            total = (
+                grads
+                if total is None
+                else [a + b for a, b in zip(total, grads)]
+            )
+        apply([g / micro_batches for g in total])
+        return total_loss / micro_batches
+
+    return accumulated_step
 
 
 def time_steps(step, features, labels, steps):
@@ -111,15 +145,19 @@ def matmul_peak(dtype, n=4096, repeats=5):
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def model_flops_per_step():
+def model_flops_per_step(
+    config=SMALL, batch_size=BATCH, source=SOURCE, target=TARGET
+):
     """6 x (params x tokens they touch): encoder layers see S tokens,
     decoder layers and the (tied) output projection see T tokens."""
-    d, f, h, k, v = 512, 2048, 8, 64, 32128
+    d, f = config["hidden_dim"], config["intermediate_dim"]
+    h, k = config["num_heads"], config["key_value_dim"]
+    v, layers = config["vocabulary_size"], config["num_layers"]
     attention = 4 * d * h * k
-    encoder = 6 * (attention + 2 * d * f)
-    decoder = 6 * (2 * attention + 2 * d * f)
-    per_example = encoder * SOURCE + (decoder + v * d) * TARGET
-    return 6 * per_example * BATCH
+    encoder = layers * (attention + 2 * d * f)
+    decoder = layers * (2 * attention + 2 * d * f)
+    per_example = encoder * source + (decoder + v * d) * target
+    return 6 * per_example * batch_size
 
 
 def main():
