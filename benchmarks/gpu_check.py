@@ -11,7 +11,8 @@ timeout.) Rows:
 (b) T5-base (223M parameters) training step, mixed_bfloat16, XLA, batch
     128 x 512 encoder / 114 decoder tokens: tokens/s and MFU of keras_llm
     beside keras-hub's `T5Seq2SeqLM` (train_t5.py's step; a batch that does
-    not fit is split into 2, 4 or 8 accumulated micro-batches, noted).
+    not fit is split into 2, 4 or 8 accumulated micro-batches, noted, and
+    keras-hub starts at keras_llm's split).
 (c) `keras_llm.train` on t5_tiny for 3 steps, MirroredStrategy over 2
     logical GPUs (one H200 split) against one device: the losses must agree
     (relative difference <= 1e-4).
@@ -111,7 +112,6 @@ class Runner:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
-                cwd=HERE,
                 start_new_session=True,
             )
             try:
@@ -132,7 +132,7 @@ class Runner:
             with open(result_path) as f:
                 run.update(json.load(f))
         else:
-            run.update(status="FAIL", message=_crash_message(code, log_path))
+            run.update(_crash(code, log_path))
         print(f"{label}: {run['status']} in {run['seconds']:.0f} s", flush=True)
         return run
 
@@ -145,18 +145,21 @@ def _kill(child):
     child.wait()
 
 
-def _crash_message(code, log_path):
+def _crash(code, log_path):
     """The child died without a result (a segfault after an OOM, ...)."""
     with open(log_path, errors="replace") as f:
         tail = f.read()[-20000:]
     how = f"signal {-code}" if code < 0 else f"exit code {code}"
-    oom = "out of memory" if "Out of memory" in tail else ""
-    return f"the process ended ({how}) without a result {oom}".strip()
+    message = f"the process ended ({how}) without a result"
+    if any(sign in tail for sign in ("Out of memory", "RESOURCE_EXHAUSTED")):
+        return {"status": "OOM", "message": message + ", out of memory"}
+    return {"status": "FAIL", "message": message}
 
 
-def run_parts(runner, letters):
-    """{letter: [child results]} in order; SKIP all once (a) finds no GPU."""
-    runs, peak = {}, None
+def run_parts(runner, letters, runs):
+    """Fills `runs` {letter: [child results]} in order (what finished stays
+    there if SIGTERM stops the run); SKIP all once (a) finds no GPU."""
+    peak, micro = None, 1
     for letter in letters:
         part = PARTS[letter][0]
         deadline = runner.part_deadline(letter)
@@ -164,21 +167,20 @@ def run_parts(runner, letters):
             skipped = {"status": "SKIP", "message": "no GPU: see (a)"}
             runs[letter] = [skipped]
         elif letter == "b":
-            runs[letter] = [
-                run_train(runner, library, deadline, peak)
-                for library in ("keras_llm", "keras_hub")
-            ]
+            ours = run_train(runner, "keras_llm", deadline, peak, micro)
+            # keras-hub runs the same micro-batches: the same shapes.
+            micro = ours["micro_batches"]
+            peer = run_train(runner, "keras_hub", deadline, peak, micro)
+            runs[letter] = [ours, peer]
         else:
             runs[letter] = [runner.run(letter, part, deadline)]
         if letter == "a" and runs[letter][0]["status"] == "OK":
             peak = runs[letter][0]["values"]["peak_flops"]
-    return runs
 
 
-def run_train(runner, library, deadline, peak):
-    """(b) for one library: whole batch first, then halves on OOM."""
+def run_train(runner, library, deadline, peak, micro):
+    """(b) for one library: `micro` micro-batches, twice as many on OOM."""
     extra = ["--library", library] + (["--peak", str(peak)] if peak else [])
-    micro = 1
     while True:
         run = runner.run(
             f"b-{library}-x{micro}",
@@ -187,7 +189,7 @@ def run_train(runner, library, deadline, peak):
             [*extra, "--micro-batches", str(micro)],
         )
         if run["status"] != "OOM" or micro == 8:
-            return run
+            return {**run, "micro_batches": micro}
         micro *= 2
 
 
@@ -230,7 +232,9 @@ def main():
     letters = sorted(set(args.parts) | {"a"})
     if args.budget is None:
         args.budget = 1200.0 if args.cpu_smoke else 450.0
-    args.work_dir = args.work_dir or tempfile.mkdtemp(prefix="gpu_check_")
+    args.work_dir = os.path.abspath(
+        args.work_dir or tempfile.mkdtemp(prefix="gpu_check_")
+    )
     os.makedirs(args.work_dir, exist_ok=True)
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
@@ -238,7 +242,7 @@ def main():
     runner = Runner(args)
     runs = {}
     try:
-        runs = run_parts(runner, letters)
+        run_parts(runner, letters, runs)
     except Stopped:
         print("stopped (SIGTERM): reporting what finished", flush=True)
     for letter in letters:  # parts the stop cut short

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -63,3 +64,69 @@ def test_without_a_gpu_every_row_says_skip(tmp_path):
     assert [r["status"] for r in report["rows"]] == ["SKIP"] * 5
     assert "no GPU visible to TensorFlow" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+FAKE_PARTS = r"""
+import argparse, json, os, signal, sys, time
+parser = argparse.ArgumentParser()
+parser.add_argument("part")
+parser.add_argument("--result")
+parser.add_argument("--work")
+parser.add_argument("--library", default="keras_llm")
+parser.add_argument("--micro-batches", type=int, default=1)
+parser.add_argument("--peak", type=float)
+args = parser.parse_args()
+values = {}
+status = "OK"
+if args.part == "matmul":
+    values = {"peak_flops": 1e15, "device": "Fake GPU"}
+elif args.part == "train":
+    if args.micro_batches < 2:
+        status = "OOM"
+    values = {"micro_batches": args.micro_batches, "batch_size": 128,
+              "tokens_per_second": 1000.0, "mfu": 0.5}
+elif args.part == "mirrored":
+    time.sleep(60)
+elif args.part == "decode":
+    print("2026 W external/bfc_allocator.cc Out of memory", flush=True)
+    os.kill(os.getpid(), signal.SIGSEGV)
+elif args.part == "export":
+    sys.exit(3)
+with open(args.result, "w") as f:
+    json.dump({"status": status, "message": "", "values": values,
+               "setup": args.part}, f)
+"""
+
+
+def test_orchestration_retries_oom_and_reports_failures(
+    tmp_path, monkeypatch, capsys
+):
+    """Child processes that run out of memory, hang, crash or exit without
+    a result each get a status and a one-line note (no TensorFlow)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_check
+
+    fake = tmp_path / "fake_parts.py"
+    fake.write_text(FAKE_PARTS)
+    monkeypatch.setattr(gpu_check, "PARTS_SCRIPT", str(fake))
+    monkeypatch.setitem(
+        gpu_check.CAPS, "gpu", dict(a=20, b=20, c=6, d=20, e=20)
+    )
+    out = tmp_path / "report.json"
+    argv = ["gpu_check.py", "--out", str(out), "--work-dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert gpu_check.main() == 1
+    rows = {r["part"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["a"]["status"] == "OK"
+    # (b): OOM at the whole batch, then 2 micro-batches, for both libraries.
+    assert rows["b"]["status"] == "OK"
+    assert "(2 x 64 accumulated)" in rows["b"]["figure"]
+    assert rows["b"]["ratio"] == "1.00x"
+    assert (tmp_path / "b-keras_llm-x1.log").exists()
+    assert not (tmp_path / "b-keras_hub-x1.log").exists()
+    assert rows["c"]["status"] == "TIMEOUT"
+    assert rows["d"]["status"] == "OOM"  # a crash after an OOM message
+    assert rows["e"]["status"] == "FAIL"
+    assert "exit code 3" in " ".join(rows["e"]["notes"])
+    printed = capsys.readouterr().out
+    assert printed.count("| (") == 5
