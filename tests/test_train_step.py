@@ -1,5 +1,6 @@
 """The training step itself: 1 and 2 replicas (and micro-batches) take the
-same step, and the gradients cross replicas in one all-reduce."""
+same step, the gradients cross replicas in one all-reduce, and the loop
+reads the loss back only at log, validation and checkpoint steps."""
 
 import collections
 
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_llm
 from keras_llm import config as config_lib
+from keras_llm.training import loop
 from keras_llm.training import steps
 from tests import train_utils
 
@@ -88,3 +91,38 @@ def test_the_gradients_cross_replicas_in_one_all_reduce(setup):
         if op.type.startswith("CollectiveReduce")
     )
     assert per_device == {0: 2, 1: 2}, per_device
+
+
+def test_the_loss_is_read_back_at_log_validation_and_checkpoint_steps(
+    sentencepiece_dir, tmp_path, monkeypatch
+):
+    reads = []
+    real = loop._to_host
+
+    def counted(tensors):
+        reads.append(len(tensors[0]))  # the steps read at once
+        return real(tensors)
+
+    monkeypatch.setattr(loop, "_to_host", counted)
+    cfg = train_utils.tiny_config(
+        sentencepiece_dir,
+        train__train_steps=12,
+        train__log_interval_steps=5,
+        train__eval_interval_steps=8,
+        train__checkpoint_interval_steps=100,
+        train__global_batch_size=8,
+        data__sequence_length=32,
+        data__target_sequence_length=12,
+        runtime__jit_compile=False,
+        runtime__strategy="mirrored",
+        runtime__num_cpu_devices=2,
+    )
+    keras_llm.train(cfg, str(tmp_path / "run"))
+    # Steps 1 and 2 (they time the ETA), 5 and 10 (log), 8 (validation),
+    # 12 (the last: log, validation, checkpoint): each read once.
+    assert reads == [1, 1, 3, 3, 2, 2], reads
+    assert [s for s, _ in train_utils.read_metrics(str(tmp_path / "run"))] == [
+        5,
+        10,
+        12,
+    ]

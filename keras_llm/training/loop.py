@@ -3,6 +3,12 @@
 Ctrl-C (SIGINT) and SIGTERM (preemption) finish the current step, write a
 checkpoint and return; the same command resumes exactly from it. A second
 Ctrl-C stops at once.
+
+A step only dispatches work: its loss stays on the device until a log,
+validation or checkpoint step (or one of the steps that time the ETA) reads
+the losses of the steps since in one transfer. A loss that is not finite
+stops the run there, naming the step that produced it; no checkpoint is
+written after it.
 """
 
 import dataclasses
@@ -202,6 +208,25 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
     interval_start, tokens_seen = time.perf_counter(), 0
     last_save = time.monotonic()
     first_step = int(step)
+    unread = _Unread(first_step)
+
+    def read():
+        """Reads the unread steps back; stops the run at a loss that is
+        not finite. Returns their input tokens."""
+        try:
+            tokens, bad = unread.read(state)
+        except tf.errors.ResourceExhaustedError:
+            raise OutOfMemoryError(_out_of_memory(cfg, state)) from None
+        if bad is not None:
+            bad_step, value = bad
+            raise FloatingPointError(
+                f"The loss became {value} at step {bad_step}. Stopped; the "
+                f"last good checkpoint is kept ({checkpoint or 'none yet'}). "
+                "Lower train.learning_rate, set train.gradient_clip_norm, or "
+                "use runtime.mixed_precision: mixed_bfloat16."
+            )
+        return tokens
+
     timer = None
     while int(step) < settings.train_steps:
         if int(step) == first_step + 1:  # after the compiling first step
@@ -209,27 +234,19 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
             if log.progress is not None:
                 log.progress.start_timing(first_step + 1)
         try:
-            loss, tokens = step_fn(state.iterator)
-            loss = float(loss)
+            unread.add(*step_fn(state.iterator))
         except tf.errors.ResourceExhaustedError:
             raise OutOfMemoryError(_out_of_memory(cfg, state)) from None
-        if not math.isfinite(loss):
-            last = checkpoint or "none yet"
-            raise FloatingPointError(
-                f"The loss became {loss} at step {int(step) + 1}. Stopped; "
-                f"the last good checkpoint is kept ({last}). Lower "
-                "train.learning_rate, set train.gradient_clip_norm, or use "
-                "runtime.mixed_precision: mixed_bfloat16."
-            )
         step.assign_add(1)
-        state.loss_total.assign_add(loss)
-        state.loss_steps.assign_add(1.0)
-        tokens_seen += int(tokens)
         current = int(step)
         last_step = current == settings.train_steps
+        log_step = current % settings.log_interval_steps == 0 or last_step
+        eval_step = current % settings.eval_interval_steps == 0 or last_step
+        if current <= first_step + 1 + _TIMED_STEPS or log_step or eval_step:
+            tokens_seen += read()
         if timer is not None and current == first_step + 1 + _TIMED_STEPS:
             _report_speed(cfg, log, current, timer)
-        if current % settings.log_interval_steps == 0 or last_step:
+        if log_step:
             elapsed = time.perf_counter() - interval_start
             train_loss = float(state.loss_total) / max(
                 float(state.loss_steps), 1.0
@@ -245,7 +262,7 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
             state.loss_total.assign(0.0)
             state.loss_steps.assign(0.0)
             tokens_seen = 0
-        if current % settings.eval_interval_steps == 0 or last_step:
+        if eval_step:
             validation_loss = _validate(evaluate, log, best, current)
         minutes = (time.monotonic() - last_save) / 60
         if (
@@ -255,6 +272,7 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
             or stop.received
             or best.exhausted  # a re-run then stops at once, as this one
         ):
+            tokens_seen += read()  # the log accumulators are saved
             checkpoint = state.save()
             last_save = time.monotonic()
         log.end_step()
@@ -272,9 +290,52 @@ def _loop(cfg, run_dir, state, step_fn, evaluate, log, stop):
                 rundir.config_path(run_dir),
             )
             return result(interrupted=stop.received)
-        if tokens_seen == 0:  # a new logging interval: time only training
+        if log_step:  # a new logging interval: time only training
             interval_start = time.perf_counter()
     return result()
+
+
+class _Unread:
+    """The losses and input tokens of the steps not read back yet, as
+    tensors: reading waits for the device, so it happens once for many
+    steps."""
+
+    def __init__(self, step):
+        self.step = step  # the last step read
+        self.losses, self.tokens = [], []
+
+    def add(self, loss, tokens):
+        self.losses.append(loss)
+        self.tokens.append(tokens)
+
+    def read(self, state):
+        """Adds the unread losses to the log accumulators, in step order
+        (the sums an uninterrupted run makes, whatever the reads).
+
+        Returns:
+            `(tokens, bad)`: the steps' input tokens, and `(step, loss)`
+            of the first loss that is not finite (`None` if all are).
+        """
+        if not self.losses:
+            return 0, None
+        losses, tokens = _to_host(
+            (tf.stack(self.losses), tf.stack(self.tokens))
+        )
+        first, self.step = self.step, self.step + len(self.losses)
+        self.losses, self.tokens = [], []
+        total = float(state.loss_total)
+        for index, loss in enumerate(losses.tolist()):
+            if not math.isfinite(loss):
+                return 0, (first + 1 + index, loss)
+            total += loss
+        state.loss_total.assign(total)
+        state.loss_steps.assign_add(float(len(losses)))
+        return sum(int(t) for t in tokens.tolist()), None
+
+
+def _to_host(tensors):
+    """The one place the loop waits for the device (tests count it)."""
+    return tuple(t.numpy() for t in tensors)
 
 
 def _report_speed(cfg, log, current, timer):
