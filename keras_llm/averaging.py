@@ -26,6 +26,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from keras_llm import restore
 from keras_llm import rundir
 
 AVERAGED_FILE = "averaged.json"
@@ -125,10 +126,16 @@ def _check_same_model(prefixes):
                 f"{names[0]} is in one only): average checkpoints of one run."
             )
         for path, (_, shape) in first.items():
-            if other[path][1] != shape:
+            theirs = other[path][1]
+            # A run resumed across the 2-D attention kernels keeps
+            # checkpoints of both shapes: the same values.
+            if theirs != shape and not (
+                restore.merges_axes(theirs, shape)
+                or restore.merges_axes(shape, theirs)
+            ):
                 raise ValueError(
                     f"{prefix} and {prefixes[0]} hold different models "
-                    f"({path}: shape {other[path][1]} vs {shape}): average "
+                    f"({path}: shape {theirs} vs {shape}): average "
                     "checkpoints of one run."
                 )
 
@@ -195,9 +202,10 @@ def average_checkpoints(
     holder = tf.train.Checkpoint(model=model)
     sums = None
     for prefix in prefixes:  # the newest last: it gives the non-floats
-        holder.restore(
-            prefix
-        ).expect_partial().assert_existing_objects_matched()
+        with restore.restorable(prefix, holder) as path:
+            holder.restore(
+                path
+            ).expect_partial().assert_existing_objects_matched()
         values = [np.asarray(v.numpy(), np.float64) for v in model.variables]
         sums = values if sums is None else [s + v for s, v in zip(sums, values)]
     for variable, total in zip(model.variables, sums):

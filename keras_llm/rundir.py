@@ -12,7 +12,8 @@ RUN_DIR/
   labels.json      a classifier's labels, sorted: a label's id is its index
 ```
 Trained, resumed and converted models all use it; `load`, `generate`,
-`eval` and `export` take a run dir.
+`eval` and `export` take a run dir. Checkpoints of older variable shapes
+(the per-head attention kernels) load too (`keras_llm.restore`).
 """
 
 import json
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from keras_llm import config as config_lib
 from keras_llm import kinds
+from keras_llm import restore
 
 CONFIG_FILE = "config.yaml"
 TOKENIZER_DIR = "tokenizer"
@@ -295,7 +297,9 @@ def load(run_dir, dtype=None, checkpoint=None):
     task_kwargs = {"num_labels": len(labels)} if labels else {}
     model = build_model(cfg.model, dtype=dtype, kind=kind, **task_kwargs)
     # Training checkpoints also hold the optimizer and data position.
-    tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    holder = tf.train.Checkpoint(model=model)
+    with restore.restorable(prefix, holder) as path:
+        holder.restore(path).expect_partial()
     # A run dir without tokenizer/ still gives its weights.
     has_tokenizer = os.path.isdir(os.path.join(run_dir, TOKENIZER_DIR))
     model.tokenizer = load_tokenizer(run_dir) if has_tokenizer else None
