@@ -92,6 +92,7 @@ def observe_load(arch, run_dir, tmp_path):
     best = keras_llm.load(run_dir)
     latest = keras_llm.load(run_dir, checkpoint="latest")
     return {
+        "max_rank": max(len(w.shape) for w in best.weights),
         "best_logits": logits(best),
         "latest_logits": logits(latest),
         "generated": best.generate(PROMPTS, max_new_tokens=NEW_TOKENS),
@@ -131,6 +132,7 @@ def test_legacy_run_dir_loads_generates_and_evaluates(arch, tmp_path):
     texts, arrays = _expected()
     run_dir = copy_run_dir(arch, tmp_path)
     seen = observe_load(arch, run_dir, tmp_path)
+    assert seen["max_rank"] == 2  # today's kernels, from (D, H, K) ones
     for key in ("best_logits", "latest_logits"):  # the same step
         np.testing.assert_allclose(
             seen[key], arrays[f"{arch}/loaded"], atol=ATOL, rtol=0, err_msg=key
@@ -173,8 +175,8 @@ def test_legacy_run_dir_exports(tmp_path):
         "--max-new-tokens", NEW_TOKENS,
     )  # fmt: skip
     served = tf.saved_model.load(str(out / "legacy" / "1"))
-    outputs = served.signatures["serving_default"](
-        inputs=tf.constant(PROMPTS)
-    )["outputs"]
+    outputs = served.signatures["serving_default"](inputs=tf.constant(PROMPTS))[
+        "outputs"
+    ]
     decoded = [text.decode("utf-8") for text in outputs.numpy()]
     assert decoded == texts["gpt2_tiny"]["generated"]

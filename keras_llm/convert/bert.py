@@ -18,15 +18,9 @@ _transpose = weights.transposed()
 def bert_weight_pairs(backbone, prefix="", with_pooler=True):
     """`(variable, hf_name, transform)` for every weight of a BERT backbone.
 
-    torch `Linear` weights are `(out, in)`; our query/key/value kernels are
-    `(D, H, K)`, the attention output `(H, K, D)`, dense kernels `(in, out)`.
+    torch `Linear` weights are `(out, in)`, our kernels `(in, out)` (the
+    attention's too: `(D, H*K)` and `(H*K, D)`).
     """
-    d, h = backbone.hidden_dim, backbone.num_heads
-    k = d // h
-
-    to_heads = weights.heads_in(d, h, k)  # (D, H, K)
-    from_heads = weights.heads_out(h, k, d)  # (H, K, D)
-    head_bias = weights.reshaped((h, k), (h * k,))  # (H, K)
 
     def norm(layer, name):
         return [
@@ -62,15 +56,15 @@ def bert_weight_pairs(backbone, prefix="", with_pooler=True):
             (attention.value_dense, "value"),
         ):
             pairs += [
-                (dense.kernel, f"{p}attention.self.{name}.weight", to_heads),
-                (dense.bias, f"{p}attention.self.{name}.bias", head_bias),
+                (dense.kernel, f"{p}attention.self.{name}.weight", _transpose),
+                (dense.bias, f"{p}attention.self.{name}.bias", None),
             ]
         feedforward = block.feedforward
         pairs += [
             (
                 attention.output_dense.kernel,
                 f"{p}attention.output.dense.weight",
-                from_heads,
+                _transpose,
             ),
             (
                 attention.output_dense.bias,

@@ -10,10 +10,9 @@ def gpt2_weight_pairs(backbone, prefix=""):
 
     HF GPT-2 uses `Conv1D` layers, whose weights are stored `(in, out)` like
     our kernels, and one fused `c_attn` `(D, 3D)` for queries, keys and
-    values.
+    values (ours are `(D, H*K)` each, with `H*K = D`).
     """
-    d, h = backbone.hidden_dim, backbone.num_heads
-    k = backbone.head_dim
+    d = backbone.hidden_dim
     pairs = [
         (backbone.token_embedding.embeddings, f"{prefix}wte.weight", None),
         (
@@ -34,21 +33,17 @@ def gpt2_weight_pairs(backbone, prefix=""):
                 (
                     dense.kernel,
                     f"{p}attn.c_attn.weight",
-                    weights.columns(j * d, d, (d, 3 * d), (d, h, k)),
-                ),  # (D, H, K)
+                    weights.columns(j * d, d, (d, 3 * d), (d, d)),
+                ),  # (D, H*K)
                 (
                     dense.bias,
                     f"{p}attn.c_attn.bias",
-                    weights.columns(j * d, d, (3 * d,), (h, k)),
-                ),  # (H, K)
+                    weights.columns(j * d, d, (3 * d,), (d,)),
+                ),
             ]
         feedforward = block.feedforward
         pairs += [
-            (
-                attention.output_dense.kernel,
-                f"{p}attn.c_proj.weight",
-                weights.reshaped((h, k, d), (h * k, d)),
-            ),  # (H, K, D)
+            (attention.output_dense.kernel, f"{p}attn.c_proj.weight", None),
             (attention.output_dense.bias, f"{p}attn.c_proj.bias", None),
             (block.self_attention_norm.gamma, f"{p}ln_1.weight", None),
             (block.self_attention_norm.beta, f"{p}ln_1.bias", None),

@@ -146,11 +146,7 @@ def t5_pairs(model, with_head=True):
     `reverse_embeddings`): it has no weights of its own, so `with_head`
     changes nothing."""
     b = model.backbone
-    d, h, k = b.hidden_dim, b.num_heads, b.head_dim
-    # keras-hub projects with Dense (D, H*K) and (H*K, D); we with
-    # EinsumDense (D, H, K) and (H, K, D).
-    to_heads = weights.reshaped((d, h, k), (d, h * k))
-    from_heads = weights.reshaped((h, k, d), (h * k, d))
+    # keras-hub projects with Dense (D, H*K) and (H*K, D), as we do.
     pairs = [(b.token_embedding.embeddings, "token_embedding.embeddings", None)]
     if not b.tie_embedding_weights:
         pairs.append(
@@ -187,7 +183,7 @@ def t5_pairs(model, with_head=True):
                     (
                         getattr(attention, f"{ours}_dense").kernel,
                         f"{p}.{name}.{theirs}_projector.kernel",
-                        to_heads if ours != "output" else from_heads,
+                        None,
                     )
                     for ours, theirs in (
                         ("query", "query"),
@@ -294,21 +290,33 @@ def _t5_data(model_config, tokenizer):
 
 def _block_pairs(block, prefix):
     """Pairs of one of our blocks with a keras-hub TransformerDecoder (no
-    cross-attention) or TransformerEncoder: the same `(D, H, K)` and
-    `(H, K, D)` EinsumDense kernels, so no layout."""
+    cross-attention) or TransformerEncoder, whose Keras `MultiHeadAttention`
+    has EinsumDense kernels `(D, H, K)` and `(H, K, D)` and biases `(H, K)`
+    where ours are `(D, H*K)`, `(H*K, D)` and `(H*K,)`."""
     attention = block.self_attention
+    h, k = attention.num_heads, attention.head_dim
+    d = attention.output_dense.units
+    heads = weights.reshaped((d, h * k), (d, h, k))
+    head_bias = weights.reshaped((h * k,), (h, k))
     a = f"{prefix}._self_attention_layer"
     pairs = []
     for ours, theirs in (
         (attention.query_dense, "_query_dense"),
         (attention.key_dense, "_key_dense"),
         (attention.value_dense, "_value_dense"),
-        (attention.output_dense, "_output_dense"),
     ):
         pairs += [
-            (ours.kernel, f"{a}.{theirs}.kernel", None),
-            (ours.bias, f"{a}.{theirs}.bias", None),
+            (ours.kernel, f"{a}.{theirs}.kernel", heads),
+            (ours.bias, f"{a}.{theirs}.bias", head_bias),
         ]
+    pairs += [
+        (
+            attention.output_dense.kernel,
+            f"{a}._output_dense.kernel",
+            weights.reshaped((h * k, d), (h, k, d)),
+        ),
+        (attention.output_dense.bias, f"{a}._output_dense.bias", None),
+    ]
     feedforward = block.feedforward
     for ours, theirs in (
         (block.self_attention_norm, "_self_attention_layer_norm"),

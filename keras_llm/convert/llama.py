@@ -30,16 +30,11 @@ def llama_weight_pairs(model, prefix="model."):
             (`LlamaForCausalLM`) or `""` (`LlamaModel`).
 
     torch `Linear` weights are `(out, in)`: queries `(H*K, D)`, keys and
-    values `(H_kv*K, D)`, the output `(D, H*K)`; our kernels are `(D, H,
-    K)`, `(D, H_kv, K)` and `(H, K, D)`. A tied output layer has no
-    `lm_head.weight` of its own (the checkpoint's is the embedding).
+    values `(H_kv*K, D)`, the output `(D, H*K)`; our kernels are their
+    transposes. A tied output layer has no `lm_head.weight` of its own (the
+    checkpoint's is the embedding).
     """
     backbone = getattr(model, "backbone", model)
-    d, k = backbone.hidden_dim, backbone.head_dim
-    h, h_kv = backbone.num_heads, backbone.num_key_value_heads
-    queries = weights.heads_in(d, h, k)
-    keys_values = weights.heads_in(d, h_kv, k)
-    outputs = weights.heads_out(h, k, d)
     transposed = weights.transposed()
     embedding = backbone.token_embedding
     pairs = [
@@ -55,13 +50,13 @@ def llama_weight_pairs(model, prefix="model."):
         attention, feedforward = block.self_attention, block.feedforward
         pairs += [
             (attention.query_dense.kernel, f"{p}self_attn.q_proj.weight",
-             queries),
+             transposed),
             (attention.key_dense.kernel, f"{p}self_attn.k_proj.weight",
-             keys_values),
+             transposed),
             (attention.value_dense.kernel, f"{p}self_attn.v_proj.weight",
-             keys_values),
+             transposed),
             (attention.output_dense.kernel, f"{p}self_attn.o_proj.weight",
-             outputs),
+             transposed),
             (feedforward.inner_dense.kernel, f"{p}mlp.gate_proj.weight",
              transposed),
             (feedforward.linear_dense.kernel, f"{p}mlp.up_proj.weight",

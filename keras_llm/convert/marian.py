@@ -39,27 +39,17 @@ def channel_order(hidden_dim):
 def transformer_weight_pairs(backbone):
     """`(variable, hf_name, Layout)` for every weight of a
     `TransformerBackbone`, under `MarianMTModel`'s names."""
-    d, h = backbone.hidden_dim, backbone.num_heads
-    k = backbone.head_dim
-    perm = channel_order(d)
+    perm = channel_order(backbone.hidden_dim)
     inv = np.argsort(perm)  # our channel j is Marian's inv[j]
 
     # Our layout ← Hugging Face's (forward), and back (inverse).
     vector = Layout(lambda w: w[inv], lambda v: v[perm])
     embedding = Layout(lambda w: w[:, inv], lambda v: v[:, perm])
-    heads_in = Layout(  # torch (H*K, D) ↔ (D, H, K)
-        lambda w: w.T[inv].reshape(d, h, k),
-        lambda v: v.reshape(d, h * k)[perm].T,
-    )
-    heads_out = Layout(  # torch (D, H*K) ↔ (H, K, D)
-        lambda w: w[inv].T.reshape(h, k, d),
-        lambda v: v.reshape(h * k, d)[:, perm].T,
-    )
-    inner = Layout(lambda w: w.T[inv], lambda v: v[perm].T)  # (F, D) ↔ (D, F)
-    outer = Layout(
-        lambda w: w[inv].T, lambda v: v[:, perm].T
-    )  # (D, F) ↔ (F, D)
-    head_bias = weights.reshaped((h, k), (h * k,))
+    # A torch Linear (out, in) that reads the residual stream: (N, D) ↔ our
+    # kernel (D, N) (queries, keys and values: N = H*K; fc1: N = F).
+    reads = Layout(lambda w: w.T[inv], lambda v: v[perm].T)
+    # One that writes it: (D, N) ↔ (N, D) (the attention output, fc2).
+    writes = Layout(lambda w: w[inv].T, lambda v: v[:, perm].T)
 
     def attention(layer, prefix):
         pairs = []
@@ -69,11 +59,11 @@ def transformer_weight_pairs(backbone):
             (layer.value_dense, "v_proj"),
         ):
             pairs += [
-                (dense.kernel, f"{prefix}.{name}.weight", heads_in),
-                (dense.bias, f"{prefix}.{name}.bias", head_bias),
+                (dense.kernel, f"{prefix}.{name}.weight", reads),
+                (dense.bias, f"{prefix}.{name}.bias", None),
             ]
         return pairs + [
-            (layer.output_dense.kernel, f"{prefix}.out_proj.weight", heads_out),
+            (layer.output_dense.kernel, f"{prefix}.out_proj.weight", writes),
             (layer.output_dense.bias, f"{prefix}.out_proj.bias", vector),
         ]
 
@@ -86,9 +76,9 @@ def transformer_weight_pairs(backbone):
     def feedforward(block, prefix):
         ff = block.feedforward
         return [
-            (ff.inner_dense.kernel, f"{prefix}.fc1.weight", inner),
+            (ff.inner_dense.kernel, f"{prefix}.fc1.weight", reads),
             (ff.inner_dense.bias, f"{prefix}.fc1.bias", None),
-            (ff.output_dense.kernel, f"{prefix}.fc2.weight", outer),
+            (ff.output_dense.kernel, f"{prefix}.fc2.weight", writes),
             (ff.output_dense.bias, f"{prefix}.fc2.bias", vector),
             *norm(block.feedforward_norm, f"{prefix}.final_layer_norm"),
         ]

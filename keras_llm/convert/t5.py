@@ -4,17 +4,15 @@ from keras_llm.convert import weights
 from keras_llm.convert.weights import assign_weights
 
 
-def _attention_pairs(attention, prefix, hidden_dim, num_heads, head_dim):
-    # torch Linear stores (out, in); our EinsumDense kernels are (D, H, K) for
-    # q/k/v and (H, K, D) for the output.
-    to_heads = weights.heads_in(hidden_dim, num_heads, head_dim)
-    from_heads = weights.heads_out(num_heads, head_dim, hidden_dim)
-
+def _attention_pairs(attention, prefix):
+    # torch Linear stores (out, in): (H*K, D) for q/k/v and (D, H*K) for the
+    # output; our kernels are (in, out).
+    transpose = weights.transposed()
     return [
-        (attention.query_dense.kernel, f"{prefix}.q.weight", to_heads),
-        (attention.key_dense.kernel, f"{prefix}.k.weight", to_heads),
-        (attention.value_dense.kernel, f"{prefix}.v.weight", to_heads),
-        (attention.output_dense.kernel, f"{prefix}.o.weight", from_heads),
+        (attention.query_dense.kernel, f"{prefix}.q.weight", transpose),
+        (attention.key_dense.kernel, f"{prefix}.k.weight", transpose),
+        (attention.value_dense.kernel, f"{prefix}.v.weight", transpose),
+        (attention.output_dense.kernel, f"{prefix}.o.weight", transpose),
     ]
 
 
@@ -45,7 +43,6 @@ def _feedforward_pairs(feedforward, prefix, gated):
 
 def t5_weight_pairs(backbone):
     """`(variable, hf_name, transform)` for every weight of a T5 backbone."""
-    args = (backbone.hidden_dim, backbone.num_heads, backbone.head_dim)
     gated = backbone.use_gated_activation
     pairs = [(backbone.token_embedding.embeddings, "shared.weight", None)]
     if not backbone.tie_embedding_weights:
@@ -72,7 +69,7 @@ def t5_weight_pairs(backbone):
         for i, block in enumerate(getattr(backbone, f"{side}_blocks")):
             prefix = f"{side}.block.{i}.layer"
             pairs += _attention_pairs(
-                block.self_attention, f"{prefix}.0.SelfAttention", *args
+                block.self_attention, f"{prefix}.0.SelfAttention"
             )
             pairs.append(
                 (
@@ -84,7 +81,7 @@ def t5_weight_pairs(backbone):
             ff_layer = 1
             if side == "decoder":
                 pairs += _attention_pairs(
-                    block.cross_attention, f"{prefix}.1.EncDecAttention", *args
+                    block.cross_attention, f"{prefix}.1.EncDecAttention"
                 )
                 pairs.append(
                     (

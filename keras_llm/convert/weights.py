@@ -48,24 +48,6 @@ def reshaped(shape: tuple[int, ...], source_shape: tuple[int, ...]) -> Layout:
     return Layout(lambda w: w.reshape(shape), lambda v: v.reshape(source_shape))
 
 
-def heads_in(hidden_dim: int, num_heads: int, head_dim: int) -> Layout:
-    """A torch query/key/value `Linear` weight `(H*K, D)` ↔ our kernel
-    `(D, H, K)`."""
-    return Layout(
-        lambda w: w.T.reshape(hidden_dim, num_heads, head_dim),
-        lambda v: v.reshape(hidden_dim, num_heads * head_dim).T,
-    )
-
-
-def heads_out(num_heads: int, head_dim: int, hidden_dim: int) -> Layout:
-    """A torch attention-output `Linear` weight `(D, H*K)` ↔ our kernel
-    `(H, K, D)`."""
-    return Layout(
-        lambda w: w.T.reshape(num_heads, head_dim, hidden_dim),
-        lambda v: v.reshape(num_heads * head_dim, hidden_dim).T,
-    )
-
-
 def columns(
     start: int,
     width: int,

@@ -30,6 +30,18 @@ def _write_cache(cache, new, index):
     return ops.scatter_update(cache, indices, new)
 
 
+def split_heads(x, num_heads, head_dim):
+    """`(B, T, H*K)` → `(B, T, H, K)`."""
+    shape = ops.shape(x)
+    return ops.reshape(x, (shape[0], shape[1], num_heads, head_dim))
+
+
+def merge_heads(x):
+    """`(B, T, H, K)` → `(B, T, H*K)`."""
+    shape = ops.shape(x)
+    return ops.reshape(x, (shape[0], shape[1], x.shape[2] * x.shape[3]))
+
+
 def scaled_dot_product_attention(
     query,
     key,
@@ -85,6 +97,10 @@ class MultiHeadAttention(keras.layers.Layer):
     key/value head size is independent of the hidden size (T5-small: 8 heads
     of 64 with hidden 512), and the `1/sqrt(K)` scaling can be turned off (T5
     folds it into the initialization).
+
+    Weights: `Dense` projections `query`, `key` and `value` with kernels
+    `(D, H*K)` (head `h` is columns `h*K` to `h*K + K - 1`) and biases
+    `(H*K,)`, and `attention_output` with kernel `(H*K, D)` and bias `(D,)`.
 
     Cache layout for one layer: `(B, 2, L, H, K)`: keys then values, `L` the
     fixed maximum length, so a decode loop compiles once.
@@ -151,11 +167,10 @@ class MultiHeadAttention(keras.layers.Layer):
         self.dropout = dropout
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
-    def _dense(self, equation, output_shape, bias_axes, name):
-        return keras.layers.EinsumDense(
-            equation,
-            output_shape=output_shape,
-            bias_axes=bias_axes if self.use_bias else None,
+    def _dense(self, units, name):
+        return keras.layers.Dense(
+            units,
+            use_bias=self.use_bias,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name=name,
@@ -172,23 +187,26 @@ class MultiHeadAttention(keras.layers.Layer):
             )
         head_dim = self.key_value_dim or hidden_dim // self.num_heads
         self.head_dim = head_dim
-        heads = (None, self.num_heads, head_dim)
-        self.query_dense = self._dense("btd,dhk->bthk", heads, "hk", "query")
+        # 2-D kernels (D, H*K) and (H*K, D), not (D, H, K) and (H, K, D):
+        # XLA on CPU runs a one-row product with a 3-D kernel as a slow loop
+        # (docs/performance.md). Initializers count the same fans as
+        # EinsumDense did for the 3-D ones, and draw the same values.
+        width = self.num_heads * head_dim  # H*K
+        self.query_dense = self._dense(width, "query")
         self.query_dense.build(query_shape)
-        self.key_dense = self._dense("bsd,dhk->bshk", heads, "hk", "key")
+        self.key_dense = self._dense(width, "key")
         self.key_dense.build(value_shape)
-        self.value_dense = self._dense("bsd,dhk->bshk", heads, "hk", "value")
+        self.value_dense = self._dense(width, "value")
         self.value_dense.build(value_shape)
-        self.output_dense = self._dense(
-            "bthk,hkd->btd", (None, hidden_dim), "d", "attention_output"
-        )
-        self.output_dense.build(
-            (query_shape[0], query_shape[1], self.num_heads, head_dim)
-        )
+        self.output_dense = self._dense(hidden_dim, "attention_output")
+        self.output_dense.build((query_shape[0], query_shape[1], width))
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="dropout"
         )
         self.built = True
+
+    def _heads(self, dense, x):
+        return split_heads(dense(x), self.num_heads, self.head_dim)
 
     def compute_key_value(self, value):
         """Keys and values of `value` `(B, S, D)`, as a cache `(B, 2, S, H, K)`.
@@ -196,7 +214,11 @@ class MultiHeadAttention(keras.layers.Layer):
         Precompute this once for cross-attention during decoding.
         """
         return ops.stack(
-            [self.key_dense(value), self.value_dense(value)], axis=1
+            [
+                self._heads(self.key_dense, value),
+                self._heads(self.value_dense, value),
+            ],
+            axis=1,
         )  # (B, 2, S, H, K)
 
     def call(
@@ -210,12 +232,12 @@ class MultiHeadAttention(keras.layers.Layer):
         training=None,
     ):
         source = query if value is None else value
-        q = self.query_dense(query)  # (B, T, H, K)
+        q = self._heads(self.query_dense, query)  # (B, T, H, K)
         if cache is not None and cache_index is None:
             key, value_states = cache[:, 0], cache[:, 1]  # (B, L, H, K)
         else:
-            key = self.key_dense(source)  # (B, S, H, K)
-            value_states = self.value_dense(source)  # (B, S, H, K)
+            key = self._heads(self.key_dense, source)  # (B, S, H, K)
+            value_states = self._heads(self.value_dense, source)
             if cache is not None:
                 key = _write_cache(cache[:, 0], key, cache_index)
                 value_states = _write_cache(
@@ -232,7 +254,7 @@ class MultiHeadAttention(keras.layers.Layer):
             dropout_layer=self.dropout_layer if self.dropout else None,
             training=training,
         )
-        output = self.output_dense(attended)  # (B, T, D)
+        output = self.output_dense(merge_heads(attended))  # (B, T, D)
         if cache is not None:
             return output, cache
         return output

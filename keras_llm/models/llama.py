@@ -21,7 +21,9 @@ import numpy as np
 from keras import ops
 
 from keras_llm.layers.attention import _write_cache
+from keras_llm.layers.attention import merge_heads
 from keras_llm.layers.attention import scaled_dot_product_attention
+from keras_llm.layers.attention import split_heads
 from keras_llm.layers.embedding import TokenEmbedding
 from keras_llm.layers.feedforward import FeedForward
 from keras_llm.layers.masks import causal_mask
@@ -163,10 +165,10 @@ class LlamaAttention(keras.layers.Layer):
             head_dim, **self.rope
         )
 
-    def _dense(self, equation, output_shape, name):
-        return keras.layers.EinsumDense(
-            equation,
-            output_shape=output_shape,
+    def _dense(self, units, name):
+        return keras.layers.Dense(
+            units,
+            use_bias=False,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name=name,
@@ -175,23 +177,23 @@ class LlamaAttention(keras.layers.Layer):
     def build(self, inputs_shape):
         hidden_dim = inputs_shape[-1]
         k = self.head_dim
-        self.query_dense = self._dense(
-            "btd,dhk->bthk", (None, self.num_heads, k), "query"
-        )
+        # 2-D kernels, as MultiHeadAttention's: (D, H*K), (D, H_kv*K) and
+        # (H*K, D).
+        self.query_dense = self._dense(self.num_heads * k, "query")
         self.query_dense.build(inputs_shape)
-        kv_heads = (None, self.num_key_value_heads, k)
-        self.key_dense = self._dense("bsd,dhk->bshk", kv_heads, "key")
+        self.key_dense = self._dense(self.num_key_value_heads * k, "key")
         self.key_dense.build(inputs_shape)
-        self.value_dense = self._dense("bsd,dhk->bshk", kv_heads, "value")
+        self.value_dense = self._dense(self.num_key_value_heads * k, "value")
         self.value_dense.build(inputs_shape)
-        self.output_dense = self._dense(
-            "bthk,hkd->btd", (None, hidden_dim), "attention_output"
-        )
-        self.output_dense.build((None, None, self.num_heads, k))
+        self.output_dense = self._dense(hidden_dim, "attention_output")
+        self.output_dense.build((None, None, self.num_heads * k))
         self.dropout_layer = keras.layers.Dropout(
             self.dropout, dtype=self.dtype_policy, name="dropout"
         )
         self.built = True
+
+    def _heads(self, dense, x, num_heads):
+        return split_heads(dense(x), num_heads, self.head_dim)
 
     def call(
         self,
@@ -206,9 +208,12 @@ class LlamaAttention(keras.layers.Layer):
             start = 0 if cache_index is None else cache_index
             positions = (ops.arange(ops.shape(inputs)[1]) + start)[None]
         frequencies = ops.convert_to_tensor(self.inverse_frequencies)
-        query = _rotate(self.query_dense(inputs), positions, frequencies)
-        key = _rotate(self.key_dense(inputs), positions, frequencies)
-        value = self.value_dense(inputs)  # (B, T, H_kv, K)
+        h, h_kv = self.num_heads, self.num_key_value_heads
+        query = self._heads(self.query_dense, inputs, h)  # (B, T, H, K)
+        key = self._heads(self.key_dense, inputs, h_kv)  # (B, T, H_kv, K)
+        value = self._heads(self.value_dense, inputs, h_kv)
+        query = _rotate(query, positions, frequencies)
+        key = _rotate(key, positions, frequencies)
         if cache is not None:
             key = _write_cache(cache[:, 0], key, cache_index)  # (B, L, ...)
             value = _write_cache(cache[:, 1], value, cache_index)
@@ -225,7 +230,7 @@ class LlamaAttention(keras.layers.Layer):
             dropout_layer=self.dropout_layer if self.dropout else None,
             training=training,
         )  # (B, T, H, K)
-        output = self.output_dense(attended)  # (B, T, D)
+        output = self.output_dense(merge_heads(attended))  # (B, T, D)
         if cache is not None:
             return output, cache
         return output
