@@ -107,9 +107,14 @@ def _attention_weights(attention, query_input, key_input, bias, mask):
     """Softmax weights `(H, T, S)` of one `MultiHeadAttention` call on
     one example, recomputed from its projections; checked against the
     layer's output."""
-    q = np.asarray(attention.query_dense(query_input))  # (1, T, H, K)
-    k = np.asarray(attention.key_dense(key_input))  # (1, S, H, K)
-    v = np.asarray(attention.value_dense(key_input))
+    h, k_dim = attention.num_heads, attention.head_dim
+
+    def heads(dense, x):  # (1, T, H*K) -> (1, T, H, K)
+        return np.asarray(dense(x)).reshape(1, -1, h, k_dim)
+
+    q = heads(attention.query_dense, query_input)  # (1, T, H, K)
+    k = heads(attention.key_dense, key_input)  # (1, S, H, K)
+    v = heads(attention.value_dense, key_input)
     scores = np.einsum("bthk,bshk->bhts", q, k)
     if attention.use_attention_scale:
         scores = scores / np.sqrt(q.shape[-1])
@@ -125,7 +130,7 @@ def _attention_weights(attention, query_input, key_input, bias, mask):
         position_bias=bias,
     )
     np.testing.assert_allclose(
-        np.asarray(attention.output_dense(mixed)),
+        np.asarray(attention.output_dense(mixed.reshape(1, -1, h * k_dim))),
         np.asarray(expected),
         rtol=1e-4,
         atol=1e-4,

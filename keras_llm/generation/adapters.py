@@ -108,12 +108,15 @@ class TwoRowAdapter:
     """Runs a one-prompt batch as two copies of it; the output layer sees
     one row.
 
-    An XLA-on-CPU workaround: XLA fuses a one-row (matrix-vector) product
-    with the reshape of a `(D, H, K)` attention kernel into a loop that
-    reads the kernel column by column, 3-4x slower than the two-row matrix
-    product (which moves the same bytes). The `(V, D)` output layer is the
-    other way round: its one-row product is the fast one. Only for a static
-    batch of 1 and a search that never reorders rows (not beam search).
+    An XLA-on-CPU workaround written for the `(D, H, K)` attention kernels
+    of earlier versions: XLA fused a one-row (matrix-vector) product with
+    the kernel's reshape into a loop that read the kernel column by column,
+    3-4x slower than the two-row matrix product (which moves the same
+    bytes). The kernels are 2-D now, which removes that loop; whether two
+    rows still pay is for docs/performance.md's benchmark to say. The
+    `(V, D)` output layer is the other way round: its one-row product is
+    the fast one. Only for a static batch of 1 and a search that never
+    reorders rows (not beam search).
     """
 
     def __init__(self, adapter):
