@@ -361,6 +361,10 @@ def export(
             f"{os.path.join(run_dir, rundir.TOKENIZER_DIR)} is missing: the "
             "export needs the run's tokenizer."
         )
+    if kind in (kinds.SEQ2SEQ, kinds.CAUSAL):
+        # The decode loop's output layer, run without XLA: a (D, V) copy of
+        # a tied table (see TokenEmbedding.untie_weights).
+        model.backbone.token_embedding.untie_weights()
     input_format = model.make_format()
     servable = _Servable(model, input_format, config, keep_special_tokens)
 

@@ -132,3 +132,22 @@ def test_tied_embedding_reverse_is_transpose():
     np.testing.assert_allclose(
         to_numpy(layer(hidden, reverse=True)), hidden @ table.T, rtol=1e-5
     )
+
+
+def test_untie_weights_keeps_outputs_and_separates_the_tables():
+    layer = layers.TokenEmbedding(vocabulary_size=11, hidden_dim=4)
+    hidden = RNG.normal(size=(2, 3, 4)).astype("float32")
+    tied = to_numpy(layer(hidden, reverse=True))
+    layer.untie_weights()
+    assert not layer.tie_weights
+    assert tuple(layer.reverse_embeddings.shape) == (4, 11)
+    np.testing.assert_allclose(
+        to_numpy(layer(hidden, reverse=True)), tied, rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        to_numpy(layer.reverse_embeddings), to_numpy(layer.embeddings).T
+    )
+    layer.embeddings.assign(np.zeros((11, 4), "float32"))  # not shared now
+    assert np.abs(to_numpy(layer.reverse_embeddings)).max() > 0
+    layer.untie_weights()  # untied already: nothing changes
+    assert len(layer.weights) == 2
