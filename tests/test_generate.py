@@ -316,7 +316,6 @@ def test_xla_loop_equals_uncompiled(pair, kwargs):
     ids=["greedy", "sample"],
 )
 def test_xla_single_prompt_equals_uncompiled(pair, kwargs):
-    # One prompt runs as two rows under XLA (adapters.TwoRowAdapter).
     model, _, eos_id = pair
     rows = _prompts()[6:7]
     compiled = _ours(model, eos_id, rows, jit_compile=True, **kwargs)

@@ -104,39 +104,6 @@ class CausalAdapter(Adapter):
         return hidden[:, -1], (cache, constants)
 
 
-class TwoRowAdapter:
-    """Runs a one-prompt batch as two copies of it; the output layer sees
-    one row.
-
-    An XLA-on-CPU workaround written for the `(D, H, K)` attention kernels
-    of earlier versions: XLA fused a one-row (matrix-vector) product with
-    the kernel's reshape into a loop that read the kernel column by column,
-    3-4x slower than the two-row matrix product (which moves the same
-    bytes). The kernels are 2-D now, which removes that loop; whether two
-    rows still pay is for docs/performance.md's benchmark to say. The
-    `(V, D)` output layer is the other way round: its one-row product is
-    the fast one. Only for a static batch of 1 and a search that never
-    reorders rows (not beam search).
-    """
-
-    def __init__(self, adapter):
-        self.adapter = adapter
-        self.logits = adapter.logits
-
-    def prefill(self, token_ids, padding_mask, max_new_tokens):
-        double = lambda x: tf.concat([x, x], axis=0)  # noqa: E731
-        hidden, state = self.adapter.prefill(
-            double(token_ids), double(padding_mask), max_new_tokens
-        )
-        return hidden[:1], state
-
-    def step(self, tokens, t, state):
-        hidden, state = self.adapter.step(
-            tf.concat([tokens, tokens], 0), t, state
-        )
-        return hidden[:1], state
-
-
 def adapter_for(model, start_id):
     """The adapter of a seq2seq or decoder-only task model."""
     if model.kind == kinds.SEQ2SEQ:

@@ -73,17 +73,12 @@ def decoding_function(
                 pad_id=pad_id,
                 start_id=start_id,
                 seed=seed,
-                pad_single_row=bool(jit_compile) and _on_cpu(),
             )
 
         functions[key] = tf.function(
             run, jit_compile=bool(jit_compile), autograph=False
         )
     return functions[key]
-
-
-def _on_cpu():
-    return not tf.config.list_logical_devices("GPU")
 
 
 def _rows(token_ids):
@@ -108,7 +103,9 @@ def _check_max_new_tokens(model, config):
         raise ValueError(f"Invalid `max_new_tokens`: {problem}.")
 
 
-def _prompt_limit(model, config):
+def prompt_limit(model, config):
+    """The longest decoder-only prompt `config` leaves room for (the
+    position table's end), or `None` when nothing limits it."""
     if model.kind != kinds.CAUSAL or model.max_positions is None:
         return None  # relative (T5) or sinusoidal positions: no table end
     return model.max_positions - config.max_new_tokens + 1
@@ -160,7 +157,7 @@ def generate_ids(
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1. Received: {batch_size}")
     rows = _rows(token_ids)
-    limit = _prompt_limit(model, config)
+    limit = prompt_limit(model, config)
     for i, row in enumerate(rows):
         if model.kind == kinds.CAUSAL and not len(row):
             raise ValueError(

@@ -13,7 +13,6 @@ last token.
 
 import tensorflow as tf
 
-from keras_llm.generation.adapters import TwoRowAdapter
 from keras_llm.generation.adapters import adapter_for
 from keras_llm.generation.beam import beam_search
 from keras_llm.generation.sampling import gumbel
@@ -32,7 +31,6 @@ def decode(
     pad_id,
     start_id=None,
     seed=None,
-    pad_single_row=False,
 ):
     """Generates `config.max_new_tokens` ids per prompt, in the TF graph.
 
@@ -53,9 +51,6 @@ def decode(
         seed: int `(2,)` tensor for sampling (ignored otherwise); `None`:
             `[config.seed, 0]`, or a random one if `config.seed` is `None`
             too.
-        pad_single_row: bool. When compiling with XLA for CPU: run a static
-            batch of one prompt as two rows (much faster there; see
-            `adapters.TwoRowAdapter`). Leave off otherwise.
 
     Returns:
         int32 `(B, max_new_tokens)`: the new tokens only, EOS included, then
@@ -72,8 +67,6 @@ def decode(
         seed = tf.constant([config.seed, 0], tf.int32)
     else:
         seed = tf.cast(seed, tf.int32)
-    if pad_single_row and config.num_beams == 1 and token_ids.shape[0] == 1:
-        adapter = TwoRowAdapter(adapter)
     hidden, state = adapter.prefill(
         token_ids, padding_mask, config.max_new_tokens
     )
