@@ -91,6 +91,7 @@ class _Progress:
 @options.generation_options
 @options.batch_size("Examples run together.")
 @options.NO_XLA
+@options.QUANTIZE
 @click.option(
     "--keep-special-tokens",
     is_flag=True,
@@ -106,6 +107,7 @@ def evaluate(
     predictions_path: str | None,
     batch_size: int,
     no_xla: bool,
+    quantize: str | None,
     keep_special_tokens: bool,
     debug: bool,
     **decoding,
@@ -133,7 +135,7 @@ def evaluate(
         data = evaluation.read_data(data_path, cfg.data)
         prefix = options.announce_checkpoint(run_dir, checkpoint, always=True)
         step = rundir.checkpoint_step(prefix)
-        lm = keras_llm.load(run_dir, checkpoint=checkpoint)
+        lm = keras_llm.load(run_dir, checkpoint=checkpoint, quantize=quantize)
         if default_length:
             # Decode as far as training's targets go, as the validation
             # metrics of train.eval_metrics do, not --max-new-tokens' 32.
@@ -187,6 +189,7 @@ def evaluate(
                 "which": rundir.describe_checkpoint(run_dir, prefix),
             },
             "keep_special_tokens": keep_special_tokens,
+            "quantize": quantize,
             **results,
             "versions": evaluate_lib.versions(),
         }

@@ -117,6 +117,7 @@ def _read_prompts(
 @options.generation_options
 @options.batch_size("Prompts decoded together.")
 @options.NO_XLA
+@options.QUANTIZE
 @click.option(
     "--jsonl",
     is_flag=True,
@@ -144,6 +145,7 @@ def generate(
     errors: str,
     batch_size: int,
     no_xla: bool,
+    quantize: str | None,
     jsonl: bool,
     scores: bool,
     keep_special_tokens: bool,
@@ -166,7 +168,7 @@ def generate(
     with options.library_errors(debug):
         options.check_max_new_tokens(run_dir, decoding["max_new_tokens"])
         options.announce_checkpoint(run_dir, checkpoint)
-        lm = keras_llm.load(run_dir, checkpoint=checkpoint)
+        lm = keras_llm.load(run_dir, checkpoint=checkpoint, quantize=quantize)
         if scores and lm.kind != kinds.CLASSIFIER:
             raise click.UsageError(
                 f"--scores applies to classifier run dirs; {run_dir} holds "

@@ -315,3 +315,15 @@ NO_XLA = click.option(
     is_flag=True,
     help="Run the decode loop without XLA compilation.",
 )
+
+# keras_llm.quantization.MODES, written out: importing it loads TensorFlow,
+# and --help stays fast (tests/test_quantization.py checks they match).
+QUANTIZE_MODES = ("int8",)
+QUANTIZE = click.option(
+    "--quantize",
+    type=click.Choice(QUANTIZE_MODES),
+    default=None,
+    help="int8: weight-only int8 weights with a scale per output channel, "
+    "about a quarter of float32's memory; outputs may differ slightly from "
+    "float32 (docs/performance.md, 'int8 weights').",
+)

@@ -10,6 +10,7 @@ turns each into one `ValueError` that does (the CLI prints it as one line).
 
 import os
 
+from keras_llm import quantization
 from keras_llm import rundir
 
 STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's list of checkpoints
@@ -72,7 +73,7 @@ def check_checkpoint_state(run_dir):
         raise ValueError(f"{prefix}.index is missing (named in {path}): {fix}.")
 
 
-def load(run_dir, dtype=None, checkpoint=None):
+def load(run_dir, dtype=None, checkpoint=None, quantize=None):
     """The task model of a run dir: `keras_llm.rundir.load`, with a damaged
     checkpoint or tokenizer reported as one `ValueError`.
 
@@ -81,6 +82,8 @@ def load(run_dir, dtype=None, checkpoint=None):
         dtype: optional dtype policy for the rebuilt model.
         checkpoint: `"best"`, `"latest"`, the step of a kept checkpoint,
             or `None`: best if kept, else latest.
+        quantize: `"int8"`: weight-only int8 for inference
+            (`keras_llm.quantization`); `None`: the weights as saved.
 
     Returns:
         The task model, with `model.tokenizer` and `model.config` (see
@@ -88,12 +91,14 @@ def load(run_dir, dtype=None, checkpoint=None):
 
     Raises:
         FileNotFoundError: no run dir, config or checkpoint.
-        ValueError: a bad config, or a damaged checkpoint, checkpoint list
-            or tokenizer model: one line naming the file and the fix.
+        ValueError: a bad config, an unknown `quantize`, or a damaged
+            checkpoint, checkpoint list or tokenizer model: one line naming
+            the file and the fix.
     """
+    quantization.check_mode(quantize)
     check_checkpoint_state(run_dir)
     try:
-        return rundir.load(run_dir, dtype=dtype, checkpoint=checkpoint)
+        model = rundir.load(run_dir, dtype=dtype, checkpoint=checkpoint)
     except Exception as error:
         # Any error raised while TensorFlow reads the checkpoint: OpErrors,
         # and the IndexError of a truncated data file.
@@ -111,3 +116,4 @@ def load(run_dir, dtype=None, checkpoint=None):
                 "must be the tokenizer the model was trained with)."
             ) from error
         raise
+    return quantization.quantize(model, quantize)

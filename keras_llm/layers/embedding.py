@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_llm.layers import int8
 from keras_llm.layers.utils import clone_initializer
 
 
@@ -57,6 +58,7 @@ class TokenEmbedding(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer
         )
+        self.int8 = False  # `quantize("int8")` makes the tables int8
 
     def build(self, inputs_shape=None):
         self.embeddings = self.add_weight(
@@ -73,6 +75,8 @@ class TokenEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, reverse=False):
+        if self.int8:
+            return self._int8_call(inputs, reverse)
         if reverse:
             if self.tie_weights:
                 kernel = ops.transpose(ops.convert_to_tensor(self.embeddings))
@@ -92,8 +96,8 @@ class TokenEmbedding(keras.layers.Layer):
         about twice as slowly as by a `(D, V)` one on CPU (where XLA lays
         the product out itself), at the price of a second table in memory.
         """
-        if not self.tie_weights:
-            return
+        if not self.tie_weights or self.int8:
+            return  # int8 tables have their own layout (`int8_matmul`)
         self._tracker.unlock()  # state added after build, as Keras' LoRA does
         try:
             self.reverse_embeddings = self.add_weight(
@@ -106,6 +110,67 @@ class TokenEmbedding(keras.layers.Layer):
             self._tracker.lock()
         self.reverse_embeddings.assign(ops.transpose(self.embeddings))
         self.tie_weights = False
+
+    def quantize(self, mode, type_check=True, config=None):
+        """Makes the tables int8, in place, for inference (Keras's
+        `Layer.quantize` signature; `mode` must be `"int8"`).
+
+        The input table becomes `quantized_embeddings` int8 `(V, D)` with
+        `embeddings_scale` `(V,)`, one scale per token: a looked-up row is
+        dequantized with its own scale, and the tied output projection has
+        one scale per output. An untied output table `(D, V)` becomes
+        `quantized_reverse_embeddings` int8 `(V, D)` with
+        `reverse_embeddings_scale` `(V,)`. The float tables are dropped.
+        """
+        if mode != "int8":
+            raise ValueError(f"`mode` must be 'int8'. Received: mode={mode!r}")
+        if self.int8:
+            return
+        tables = {"embeddings": int8.quantize_kernel(self.embeddings, 1)}
+        if not self.tie_weights:
+            tables["reverse_embeddings"] = int8.quantize_kernel(
+                ops.transpose(self.reverse_embeddings), 1
+            )
+        self._tracker.unlock()  # state replaced after build, as Keras does
+        try:
+            for name, (values, scale) in tables.items():
+                delattr(self, name)
+                quantized = self.add_weight(
+                    name=name,
+                    shape=values.shape,
+                    initializer="zeros",
+                    dtype="int8",
+                    trainable=False,
+                )
+                quantized.assign(values)
+                setattr(self, f"quantized_{name}", quantized)
+                scales = self.add_weight(
+                    name=f"{name}_scale",
+                    shape=scale.shape,
+                    initializer="ones",
+                    dtype="float32",
+                    trainable=False,
+                )
+                scales.assign(scale)
+                setattr(self, f"{name}_scale", scales)
+        finally:
+            self._tracker.lock()
+        self.int8 = True
+
+    def _int8_call(self, inputs, reverse):
+        if reverse:
+            name = "embeddings" if self.tie_weights else "reverse_embeddings"
+            return int8.int8_matmul(
+                inputs,
+                getattr(self, f"quantized_{name}"),
+                getattr(self, f"{name}_scale"),
+            )
+        ids = ops.cast(inputs, "int32")
+        rows = ops.take(self.quantized_embeddings, ids, axis=0)  # (B, T, D)
+        scale = ops.take(self.embeddings_scale, ids, axis=0)  # (B, T)
+        return ops.cast(rows, self.compute_dtype) * ops.cast(
+            ops.expand_dims(scale, -1), self.compute_dtype
+        )
 
     def get_config(self):
         config = super().get_config()
