@@ -51,6 +51,14 @@ def _check_name(ctx, param, value):
     "sentinels, ...). By default outputs are Hugging Face's "
     "decode(skip_special_tokens=True).",
 )
+@click.option(
+    "--xla",
+    is_flag=True,
+    help="Compile the decode loop with XLA inside the served graph, for a "
+    "TF Serving started with --xla_cpu_compilation_enabled=true (the "
+    "printed command adds it). Batch and prompt length are padded to "
+    "powers of two; each new pair compiles on its first request.",
+)
 @options.CHECKPOINT
 @options.DEBUG
 def export(
@@ -60,6 +68,7 @@ def export(
     version,
     overwrite,
     keep_special_tokens,
+    xla,
     checkpoint,
     debug,
     **decoding,
@@ -70,8 +79,8 @@ def export(
     command that serves OUT (tensorflow/serving of the TensorFlow release
     that exported, OUT mounted at /models). Seq2seq inputs get the run's
     data.task_prefix inside the graph: clients send the raw text. The
-    decoding options are fixed into the served graph. Folders left in
-    OUT/NAME by killed exports are tidied first.
+    decoding options are fixed into the served graph, without XLA unless
+    --xla. Folders left in OUT/NAME by killed exports are tidied first.
     """
     config = options.generation_config(decoding)
     options.show_library_logs()  # leftovers removed or restored
@@ -89,6 +98,7 @@ def export(
             config=config,
             checkpoint=checkpoint,
             keep_special_tokens=keep_special_tokens,
+            xla=xla,
         )
     from keras_llm import serving
 
@@ -97,4 +107,4 @@ def export(
         f"Serve every model under {out_dir} with TF Serving (REST on port "
         "8501, gRPC on 8500; see docs/serving.md):"
     )
-    click.echo(f"  {serving.serve_command(out_dir)}")
+    click.echo(f"  {serving.serve_command(out_dir, xla=xla)}")

@@ -23,6 +23,9 @@ Decoding parameters are fixed at export and recorded in
 `assets.extra/keras_llm_export.json`. The graph holds core TensorFlow and
 TensorFlow Text ops only and no XLA cluster (TF Serving runs XLA only
 behind an experimental flag; see docs/architecture.md, "Known traps").
+With `xla=True` the id-to-id decode loop is one XLA-compiled function
+inside that graph (`generation.compiled`), for a server started with
+`XLA_SERVER_FLAG`.
 """
 
 import dataclasses
@@ -39,6 +42,7 @@ import tensorflow as tf
 from keras_llm import kinds
 from keras_llm import loading
 from keras_llm import rundir
+from keras_llm.generation.compiled import xla_decoding
 from keras_llm.generation.config import GenerationConfig
 from keras_llm.generation.config import max_new_tokens_problem
 from keras_llm.generation.search import decode
@@ -49,6 +53,12 @@ logger = logging.getLogger(__name__)
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "keras_llm_export.json"
 WARMUP_TEXTS = ("translate English to Spanish: Hello.", "", "The for loop")
+# An XLA export warms up these batch sizes (each compiles the loop once).
+XLA_WARMUP_BATCH_SIZES = (1, 2, 4, 8)
+# What TF Serving needs to run an XLA export (tensorflow/serving's
+# model_servers/main.cc; on a GPU, --xla_gpu_compilation_enabled=true
+# enables XLA for the CPU and the GPU).
+XLA_SERVER_FLAG = "--xla_cpu_compilation_enabled=true"
 # Beside the versions while an export runs: `.tmp-VERSION-PID` (being
 # written) and, during --overwrite, `.old-VERSION-PID` (the version replaced).
 _SCRATCH = re.compile(r"\.(tmp|old)-(\d+)-(\d+)")
@@ -142,7 +152,7 @@ class _Servable:
     """The traced functions of one export: the model, its input format (the
     tokenizer inside) and the decoding settings."""
 
-    def __init__(self, model, input_format, config, keep_special_tokens):
+    def __init__(self, model, input_format, config, keep_special_tokens, xla):
         self.model = model
         self.format = input_format
         self.tokenizer = input_format.tokenizer
@@ -150,8 +160,18 @@ class _Servable:
         # Outputs as Hugging Face's batch_decode(skip_special_tokens=True)
         # unless asked to keep them (sentinels, [UNK], ...).
         self.skip_special_tokens = not keep_special_tokens
+        self.xla_decode = None
+        if xla:
+            self.xla_decode = xla_decoding(
+                model,
+                config,
+                eos_id=self.tokenizer.eos_id,
+                pad_id=self.tokenizer.pad_id,
+            )
 
     def generate_ids(self, token_ids, padding_mask):
+        if self.xla_decode is not None:
+            return self.xla_decode(token_ids, padding_mask)
         return decode(
             self.model,
             token_ids,
@@ -218,15 +238,22 @@ class _Servable:
         }
 
 
-def _write_warmup(directory, name, texts):
+def _write_warmup(directory, name, texts, batch_sizes=()):
+    """The warmup records: `texts[0]` alone, `texts`, then a batch of each
+    of `batch_sizes` (cycling through `texts`)."""
     from tensorflow_serving.apis import model_pb2
     from tensorflow_serving.apis import predict_pb2
     from tensorflow_serving.apis import prediction_log_pb2
 
     os.makedirs(os.path.join(directory, "assets.extra"), exist_ok=True)
     path = os.path.join(directory, "assets.extra", WARMUP_FILE)
+    batches = [[texts[0]], list(texts)]
+    for size in batch_sizes:
+        batch = [texts[i % len(texts)] for i in range(size)]
+        if batch not in batches:
+            batches.append(batch)
     with tf.io.TFRecordWriter(path) as writer:
-        for batch in ([texts[0]], list(texts)):
+        for batch in batches:
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(
                     name=name, signature_name="serving_default"
@@ -247,7 +274,7 @@ def serving_image(tf_version=None):
     return f"tensorflow/serving:{tf_version or tf.__version__}"
 
 
-def serve_command(out_dir, image=None):
+def serve_command(out_dir, image=None, xla=False):
     """The `docker run` command that serves every model under `out_dir`.
 
     OUT is mounted at `/models` (the paths of `OUT/models.config`); REST on
@@ -258,6 +285,8 @@ def serve_command(out_dir, image=None):
     Args:
         out_dir: the export's `--out`.
         image: the Docker image. Defaults to `serving_image()`.
+        xla: bool. Start TF Serving with `XLA_SERVER_FLAG` (an export made
+            with `xla=True` fails its first request without it).
 
     Returns:
         The command, one line.
@@ -273,6 +302,7 @@ def serve_command(out_dir, image=None):
         f"docker run --rm -p 8500:8500 -p 8501:8501 -v {volume} "
         f"{image or serving_image()} "
         f"--model_config_file={CONTAINER_MODELS}/models.config"
+        + (f" {XLA_SERVER_FLAG}" if xla else "")
     )
 
 
@@ -307,6 +337,7 @@ def export(
     config=None,
     keep_special_tokens=False,
     checkpoint=None,
+    xla=False,
 ):
     """Exports a run dir as a TF Serving SavedModel.
 
@@ -325,6 +356,12 @@ def export(
             skip_special_tokens=True)`, as `kllm generate` prints.
         checkpoint: `"best"`, `"latest"`, a kept step, or `None`: best if
             the run kept one, else latest (`rundir.select_checkpoint`).
+        xla: bool. Compile the decode loop with XLA inside the served graph
+            (tokenization stays outside). TF Serving must then run with
+            `XLA_SERVER_FLAG`; the batch and the prompt length are padded
+            to powers of two, and each new pair compiles on its first
+            request (the warmup covers batches of 1, 2, 4 and 8 short
+            prompts). Seq2seq and decoder-only models only.
 
     Returns:
         The path of the written version folder.
@@ -334,8 +371,8 @@ def export(
         FileExistsError: the version exists and `overwrite` is False.
         PermissionError: `out_dir` cannot be written.
         ValueError: `name` is not one plain folder name, `config` asks
-            for more new tokens than the model holds, or the checkpoint is
-            damaged.
+            for more new tokens than the model holds, the checkpoint is
+            damaged, or `xla` for a model that does not generate.
     """
     config = config or GenerationConfig()
     cfg = rundir.read_config(run_dir)  # a clear error before any work
@@ -353,6 +390,11 @@ def export(
     )
     if problem:
         raise ValueError(f"Invalid --max-new-tokens: {problem}.")
+    if xla and cfg.model.kind not in (kinds.SEQ2SEQ, kinds.CAUSAL):
+        raise ValueError(
+            "--xla compiles the decode loop, and a "
+            f"{cfg.model.kind} model has none: export it without --xla."
+        )
     target, version = _check_target(out_dir, name, version, overwrite)
     model = loading.load(run_dir, checkpoint=checkpoint)
     tokenizer, kind = model.tokenizer, model.kind
@@ -361,12 +403,12 @@ def export(
             f"{os.path.join(run_dir, rundir.TOKENIZER_DIR)} is missing: the "
             "export needs the run's tokenizer."
         )
-    if kind in (kinds.SEQ2SEQ, kinds.CAUSAL):
+    if kind in (kinds.SEQ2SEQ, kinds.CAUSAL) and not xla:
         # The decode loop's output layer, run without XLA: a (D, V) copy of
         # a tied table (see TokenEmbedding.untie_weights).
         model.backbone.token_embedding.untie_weights()
     input_format = model.make_format()
-    servable = _Servable(model, input_format, config, keep_special_tokens)
+    servable = _Servable(model, input_format, config, keep_special_tokens, xla)
 
     strings = tf.TensorSpec([None], tf.string)
     ids = tf.TensorSpec([None, None], tf.int32)
@@ -392,7 +434,12 @@ def export(
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         archive.write_out(scratch, verbose=False)
-        _write_warmup(scratch, name, WARMUP_TEXTS)
+        _write_warmup(
+            scratch,
+            name,
+            WARMUP_TEXTS,
+            XLA_WARMUP_BATCH_SIZES if xla else (),
+        )
         metadata = {
             "run_dir": os.path.abspath(run_dir),
             "model": name,
@@ -405,7 +452,8 @@ def export(
             "max_target_length": input_format.target_sequence_length,
             "task_prefix": input_format.task_prefix,
             "signatures": sorted(endpoints),
-            "xla": False,
+            "xla": bool(xla),
+            "server_flags": [XLA_SERVER_FLAG] if xla else [],
             "tensorflow_version": tf.__version__,
             "serving_image": serving_image(),
         }

@@ -483,3 +483,132 @@ def test_keep_special_tokens_is_served_as_asked(tmp_path, tiny_run_dir):
     assert served["raw"] == raw
     assert all(text.count("<extra_id_") == NEW_TOKENS for text in raw), raw
     assert served["clean"] == [""] * len(PROMPTS)
+
+
+# === kllm export --xla =======================================================
+
+
+def test_xla_buckets_are_generate_ids_buckets():
+    from keras_llm.generation import bucket_length
+    from keras_llm.generation.compiled import bucket
+
+    for length in (0, 1, 5, 16, 17, 32, 33, 100, 513):
+        for limit in (None, 20, 64):
+            assert int(bucket(length, 16, limit)) == bucket_length(
+                length, limit
+            ), (length, limit)
+    assert [int(bucket(n, 1)) for n in (0, 1, 2, 3, 5, 8, 9)] == [
+        1, 1, 2, 4, 8, 8, 16,
+    ]  # fmt: skip
+
+
+def test_xla_export_needs_a_decode_loop(tiny_run_dir, tmp_path):
+    run_dir = tiny_run_dir("bert_tiny")
+    with pytest.raises(ValueError, match="--xla compiles the decode loop"):
+        keras_llm.export(run_dir, str(tmp_path / "models"), xla=True)
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def t5_xla_export(tmp_path_factory, tiny_run_dir):
+    out = str(tmp_path_factory.mktemp("t5_xla") / "models")
+    result = CliRunner().invoke(
+        cli,
+        ["export", tiny_run_dir("t5_tiny"), "--out", out, "--name", "t5",
+         "--max-new-tokens", str(NEW_TOKENS), "--xla"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # The serve command asks TF Serving for XLA.
+    last = result.stdout.splitlines()[-1]
+    assert last == "  " + serving.serve_command(out, xla=True)
+    assert last.endswith(" --xla_cpu_compilation_enabled=true")
+    return os.path.join(out, "t5", "1")
+
+
+@pytest.mark.large
+def test_xla_export_serves_what_the_default_export_serves(
+    t5_export, t5_xla_export, tmp_path
+):
+    """The --xla export, run by the TF1 session loader in a fresh process:
+    its decode loop is one XLA-compiled function, the rest core TF + TF
+    Text ops, and every signature answers as the default export does, for
+    batches padded to other sizes (3 rows run as 4, 6 as 8) and prompts to
+    another length bucket (21 ids run as 32)."""
+    run_dir, _, default_dir = t5_export
+    eos = tokenizer_lib.load_tokenizer(
+        os.path.join(run_dir, "tokenizer")
+    ).eos_id
+
+    def request(signature, **inputs):
+        return {"signature": signature, "inputs": inputs}
+
+    requests = [
+        request("serving_default", inputs=PROMPTS),
+        request("serving_default", inputs=PROMPTS[:3]),
+        request("serving_default", inputs=PROMPTS + PROMPTS[:2]),
+        request(
+            "generate_ids",
+            token_ids=[[5, 6, 7, eos], [8, eos, 0, 0]],
+            padding_mask=[[1, 1, 1, 1], [1, 1, 0, 0]],
+        ),
+        request(
+            "generate_ids",
+            token_ids=[list(range(5, 25)) + [eos]],
+            padding_mask=[[1] * 21],
+        ),
+        request("score", inputs=["The for loop"], targets=["statement"]),
+    ]
+    compiled = session_run(t5_xla_export, requests, tmp_path)
+    default = session_run(default_dir, requests, tmp_path)
+    assert compiled["results"][:-1] == default["results"][:-1]
+    np.testing.assert_allclose(
+        compiled["results"][-1]["log_likelihood"],
+        default["results"][-1]["log_likelihood"],
+        rtol=1e-5,
+    )
+    assert all(compiled["results"][0]["outputs"])  # real text came back
+    assert compiled["xla_functions"]  # the loop is compiled
+    ops = set(compiled["ops"])
+    assert ops <= set(compiled["core_ops"]) | set(compiled["text_ops"])
+    assert not [op for op in ops if op.startswith("Xla") or "PyFunc" in op]
+    with open(
+        os.path.join(t5_xla_export, "assets.extra", "keras_llm_export.json")
+    ) as f:
+        metadata = json.load(f)
+    assert metadata["xla"] is True
+    assert metadata["server_flags"] == ["--xla_cpu_compilation_enabled=true"]
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(t5_xla_export, "assets.extra", serving.WARMUP_FILE)
+    sizes = [
+        len(
+            prediction_log_pb2.PredictionLog.FromString(record)
+            .predict_log.request.inputs["inputs"]
+            .string_val
+        )
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator()
+    ]
+    assert {1, 2, 4, 8} <= set(sizes)
+
+
+@pytest.mark.large
+def test_gpt2_xla_export_pads_prompts_on_the_left(tiny_run_dir, tmp_path):
+    """Decoder-only prompts are left-padded: the --xla export (from Python)
+    pads them further on the left, to the bucket, and serves what
+    `generate` does."""
+    run_dir = tiny_run_dir("gpt2_tiny")
+    export_dir = keras_llm.export(
+        run_dir,
+        str(tmp_path / "models"),
+        name="gpt2",
+        config=GenerationConfig(max_new_tokens=NEW_TOKENS),
+        xla=True,
+    )
+    reply = session_run(
+        export_dir,
+        [{"signature": "serving_default", "inputs": {"inputs": PROMPTS}}],
+        tmp_path,
+    )
+    (served,) = reply["results"]
+    assert served["outputs"] == library_outputs(run_dir, PROMPTS)
+    assert reply["xla_functions"]
