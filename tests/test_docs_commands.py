@@ -62,7 +62,7 @@ from click.testing import CliRunner
 from keras_llm.cli.main import cli
 
 ROOT = pathlib.Path(__file__).parents[1]
-DOCUMENTS = ("README.md", "docs/serving.md", "docs/training.md")
+DOCUMENTS = ("README.md", "docs/serving.md", "docs/training.md", "docs/tasks.md")
 SESSION_CLIENT = ROOT / "tests" / "serving" / "session_client.py"
 REST_PORT = 8501
 GRPC_PORT = 8500
@@ -127,7 +127,7 @@ FILES = {
 SHORTER = [
     (
         "README.md",
-        "train.train_steps=2000",
+        "zoo/t5_tiny.yaml --set train.train_steps=2000",
         "train.train_steps=2000",
         "train.train_steps=610",
         "resumes the quick start's 600 steps for 10 more, not 1,400",
@@ -135,10 +135,40 @@ SHORTER = [
     (
         "README.md",
         "--run-dir runs/en_es",
+        "train.train_steps=2000",
+        "train.train_steps=20",
+        "20 steps of the translation recipe show that it trains; its "
+        "figures come from the 2,000 (half an hour)",
+    ),
+    (
+        "README.md",
+        "kllm evaluate runs/en_es",
         None,
-        " --set train.train_steps=20",
-        "20 steps of the translation recipe show that it trains; 600 take "
-        "a minute or two more",
+        " --max-new-tokens 4",
+        "4 new tokens of each of the 670 test verses, not up to 96",
+    ),
+    (
+        "docs/tasks.md",
+        "train.train_steps=2000",
+        "train.train_steps=2000",
+        "train.train_steps=4 --set runtime.jit_compile=false",
+        "4 steps of each recipe, without compiling the step, show that it "
+        "runs; its figures come from the 2,000 (a minute or two each, the "
+        "translations longer)",
+    ),
+    (
+        "docs/tasks.md",
+        "--predictions",
+        None,
+        " --max-new-tokens 4",
+        "4 new tokens of each of the 670 test verses, not up to 96",
+    ),
+    (
+        "docs/tasks.md",
+        "kllm evaluate",
+        None,
+        " --no-xla",
+        "compiling the decode loop takes longer than decoding 4 tokens",
     ),
     (
         "docs/training.md",
@@ -683,3 +713,33 @@ def test_training_md_commands_run(tmp_path):
     start, resume = outputs  # the same command twice: it resumes
     assert "Starting at step 0 of 20." in start
     assert "Resumed from " in resume and "(step 20 of 20)" in resume
+
+
+@pytest.mark.large
+def test_tasks_md_recipes_run_and_baselines_are_the_pages(tmp_path):
+    """The recipes, shortened; then the page's Python baselines, whose
+    figures do not depend on training and must be the tables'."""
+    scratch = _make_scratch(tmp_path / "scratch")
+    evaluated = []
+
+    def on_kllm(command, result):
+        if command.argv[1] == "evaluate":
+            evaluated.append(result.stdout)
+
+    done = run_document("docs/tasks.md", scratch, tmp_path, on_kllm)
+    assert set(done) == {"setup", "kllm"}
+    assert len(evaluated) == 6
+    printed = []
+    for block in fenced_blocks("docs/tasks.md", "python"):
+        result = _python(block, scratch)
+        assert result.returncode == 0, result.stderr[-3000:]
+        printed.append(result.stdout.strip().splitlines()[-1])
+    copy, majority, unigram = printed
+    page = (ROOT / "docs/tasks.md").read_text()
+    assert copy == "copy the input: 0.3 17.9"
+    assert "| copy the input | | | 0.3 | 17.9 |" in page
+    assert majority.startswith("majority class: 77.2 ")
+    assert "| always `old` | | 77.2 | 43.6 |" in page
+    assert unigram == "unigram perplexity 166.0 over 1963 tokens"
+    assert "| unigram (token frequencies) | | 166.0 |" in page
+    assert "1,963 tokens here" in page
