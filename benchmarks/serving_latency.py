@@ -1,11 +1,14 @@
 """Latency of an exported T5-small through TF Serving's loading path.
 
 Builds a T5-small-shaped run dir (random weights; EOS never wins, so every
-request generates exactly --max-new-tokens), exports it with `kllm export`
-(greedy, no XLA), then times `serving_default` in a fresh process that
-imports only tensorflow + tensorflow_text and loads with the TF1 session
-loader (what TF Serving's C++ loader does), beside keras_llm's in-process
-`generate` (with and without XLA) in the same run.
+request generates exactly --max-new-tokens), exports it twice with `kllm
+export` (greedy; the default, without XLA, and `--xla`), then times
+`serving_default` of both in one fresh process that imports only
+tensorflow + tensorflow_text and loads with the TF1 session loader (what TF
+Serving's C++ loader does), the two exports' requests interleaved, beside
+keras_llm's in-process `generate` (with and without XLA) in the same run.
+Prints wall-clock medians, the CPU time of the same calls (steadier than
+wall time when other jobs share the cores) and the load average.
 
     python benchmarks/serving_latency.py [--max-new-tokens 32] [--repeats 5]
 """
@@ -22,19 +25,30 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Prints one JSON line: {"latency": {batch size: median seconds},
-# "outputs": the strings served for the first batch, "devices": {device:
-# ops run there in one traced request}}.
+# Prints one JSON line, a list with one entry per export path:
+# {"latency": {batch size: median seconds}, "cpu": {batch size: median CPU
+# seconds of the client process}, "outputs": the strings served for the
+# first batch, "devices": {device: ops run there in one traced request}}.
+# Each round runs every export once, so load changes hit them alike.
 CLIENT = r"""
 import collections, json, statistics, sys, time
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
-path, batches, repeats = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-with tf.compat.v1.Session(graph=tf.Graph()) as session:
-    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+paths, batches = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+repeats = int(sys.argv[3])
+served = []
+for path in paths:
+    session = tf.compat.v1.Session(graph=tf.Graph())
+    with session.graph.as_default():
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
     signature = meta.signature_def["serving_default"]
-    feed = signature.inputs["inputs"].name
-    fetch = signature.outputs["outputs"].name
+    served.append((
+        session,
+        signature.inputs["inputs"].name,
+        signature.outputs["outputs"].name,
+    ))
+results = []
+for session, feed, fetch in served:
     options = tf.compat.v1.RunOptions(
         trace_level=tf.compat.v1.RunOptions.SOFTWARE_TRACE
     )
@@ -45,20 +59,27 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
     devices = collections.Counter()
     for stats in metadata.step_stats.dev_stats:
         devices[stats.device] += len(stats.node_stats)
-    latency = {}
-    for batch in batches:
+    results.append({
+        "latency": {},
+        "cpu": {},
+        "outputs": [text.decode() for text in outputs],
+        "devices": dict(devices),
+    })
+for batch in batches:
+    wall = [[] for _ in served]
+    cpu = [[] for _ in served]
+    for session, feed, fetch in served:
         session.run(fetch, {feed: batch})  # warm up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+    for _ in range(repeats):
+        for i, (session, feed, fetch) in enumerate(served):
+            start, start_cpu = time.perf_counter(), time.process_time()
             session.run(fetch, {feed: batch})
-            times.append(time.perf_counter() - start)
-        latency[str(len(batch))] = statistics.median(times)
-print(json.dumps({
-    "latency": latency,
-    "outputs": [text.decode() for text in outputs],
-    "devices": dict(devices),
-}))
+            wall[i].append(time.perf_counter() - start)
+            cpu[i].append(time.process_time() - start_cpu)
+    for i, result in enumerate(results):
+        result["latency"][str(len(batch))] = statistics.median(wall[i])
+        result["cpu"][str(len(batch))] = statistics.median(cpu[i])
+print(json.dumps(results))
 """
 
 
@@ -91,15 +112,16 @@ def build_run_dir(path, zoo_name="t5_small"):
     return model, tokenizer
 
 
-def serve(export_dir, batches, repeats):
-    """Runs CLIENT (TF1 session loader, no keras_llm) in a fresh process
-    on `export_dir`; returns its JSON result."""
+def serve_all(export_dirs, batches, repeats):
+    """Runs CLIENT (TF1 session loader, no keras_llm) in one fresh process
+    on every export of `export_dirs`, their requests interleaved; returns
+    its JSON result per export."""
     served = subprocess.run(
         [
             sys.executable,
             "-c",
             CLIENT,
-            export_dir,
+            json.dumps(list(export_dirs)),
             json.dumps(batches),
             str(repeats),
         ],
@@ -110,6 +132,22 @@ def serve(export_dir, batches, repeats):
         lines = served.stderr.strip().splitlines() or ["(no output)"]
         raise RuntimeError(f"the TF1 session loader failed: {lines[-1]}")
     return json.loads(served.stdout.splitlines()[-1])
+
+
+def serve(export_dir, batches, repeats):
+    """`serve_all` of one export: `{"latency", "cpu", "outputs",
+    "devices"}`."""
+    return serve_all([export_dir], batches, repeats)[0]
+
+
+def _load():
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+EXPORT = "export, TF1 session loader"
+EXPORT_XLA = "export --xla, TF1 session loader"
+GENERATE = "keras_llm generate"
+GENERATE_XLA = "keras_llm generate (XLA)"
 
 
 def main():
@@ -124,30 +162,65 @@ def main():
     run_dir = os.path.join(work, "t5_small")
     model, tokenizer = build_run_dir(run_dir)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens)
-    export_dir = keras_llm.export(
-        run_dir, os.path.join(work, "models"), config=config
-    )
+    exports = {
+        EXPORT: keras_llm.export(
+            run_dir, os.path.join(work, "models"), config=config
+        ),
+        EXPORT_XLA: keras_llm.export(
+            run_dir,
+            os.path.join(work, "models"),
+            name="t5_small_xla",
+            config=config,
+            xla=True,
+        ),
+    }
     prompt = "The for statement is used to iterate over the elements of a"
     batches = [[prompt], [prompt] * 8]
-    rows = []
+    load_before = _load()
+    rows = {}  # (path, batch size) -> (seconds, CPU seconds)
     for batch in batches:
         for jit in (False, True):
             model.generate(batch, config, jit_compile=jit)
-            times = []
+            times, cpu = [], []
             for _ in range(args.repeats):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 model.generate(batch, config, jit_compile=jit)
                 times.append(time.perf_counter() - start)
-            name = "keras_llm generate" + (" (XLA)" if jit else "")
-            rows.append((name, len(batch), statistics.median(times)))
-    served = serve(export_dir, batches, args.repeats)
-    for size, seconds in served["latency"].items():
-        rows.append(("export, TF1 session loader", int(size), seconds))
+                cpu.append(time.process_time() - start_cpu)
+            name = GENERATE_XLA if jit else GENERATE
+            rows[name, len(batch)] = (
+                statistics.median(times),
+                statistics.median(cpu),
+            )
+    served = serve_all(exports.values(), batches, args.repeats)
+    for name, result in zip(exports, served):
+        for size, seconds in result["latency"].items():
+            rows[name, int(size)] = (seconds, result["cpu"][size])
     print(f"T5-small shapes, greedy, {args.max_new_tokens} new tokens")
-    print(f"{'path':32s} {'batch':>5s} {'latency':>10s} {'new tokens/s':>13s}")
-    for name, size, seconds in sorted(rows, key=lambda r: (r[1], r[0])):
+    print(f"load average (1, 5, 15 min): {load_before} before, {_load()} after")
+    print(
+        f"{'path':36s} {'batch':>5s} {'latency':>10s} {'new tokens/s':>13s}"
+        f" {'CPU time':>10s}"
+    )
+    for (name, size), (seconds, cpu) in sorted(
+        rows.items(), key=lambda item: (item[0][1], item[0][0])
+    ):
         rate = size * args.max_new_tokens / seconds
-        print(f"{name:32s} {size:5d} {seconds * 1e3:8.0f} ms {rate:13.0f}")
+        print(
+            f"{name:36s} {size:5d} {seconds * 1e3:8.0f} ms {rate:13.0f}"
+            f" {cpu * 1e3:7.0f} ms"
+        )
+    for batch in batches:
+        size = len(batch)
+        export = rows[EXPORT, size][0]
+        print(
+            f"batch {size}: the export's speed is "
+            f"{rows[GENERATE_XLA, size][0] / export:.2f}x keras_llm's XLA "
+            f"loop and {rows[EXPORT_XLA, size][0] / export:.2f}x the --xla "
+            "export's"
+        )
+    same = served[0]["outputs"] == served[1]["outputs"]
+    print(f"the two exports served the same strings: {same}")
 
 
 if __name__ == "__main__":
