@@ -1,6 +1,7 @@
 """Metrics during training, the best checkpoint, early stopping and
 checkpoint averaging, through `kllm` (issue #10, items 2-4)."""
 
+import collections
 import json
 import os
 import random
@@ -180,6 +181,30 @@ def test_commands_default_to_best_and_say_which(run, tmp_path):
     checkpoint = json.loads(out.read_text())["checkpoint"]
     assert checkpoint["step"] == info["step"]
     assert checkpoint["which"].startswith(f"best (step {info['step']}, ")
+    # kllm export --checkpoint best serves the best weights: the
+    # SavedModel's variables are the best checkpoint's, not the newest's.
+    import tensorflow as tf
+
+    result = _kllm(
+        "export", run, "--out", tmp_path / "models", "--checkpoint", "best",
+        "--max-new-tokens", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"Checkpoint: best (step {info['step']}, " in result.output
+
+    def sums(variables):  # the export may add variables (an untied copy)
+        return collections.Counter(
+            round(float(np.sum(v)), 4) for v in variables if len(v.shape) == 2
+        )
+
+    served = sums(
+        tf.saved_model.load(str(tmp_path / "models" / run.name / "1")).variables
+    )
+    best = sums(keras_llm.load(run, checkpoint="best").weights)
+    latest = sums(keras_llm.load(run, checkpoint="latest").weights)
+    assert best - served == collections.Counter()  # all of them served
+    assert info["step"] != 6  # the best is not the newest (6 steps)
+    assert latest - served != collections.Counter()
 
 
 def test_checkpoint_best_without_one_is_one_line(tiny_run_dir, tmp_path):
