@@ -1,18 +1,16 @@
 """Weight-only int8 for inference: `quantize(model, "int8")`.
 
-Every `keras.layers.Dense` kernel and every `TokenEmbedding` table (the
-tied output projection included) becomes int8 with a float32 scale per
-output channel; norms, biases, position tables and activations stay as
-they were. Applied after loading (`keras_llm.load(run_dir,
-quantize="int8")`, `kllm generate|evaluate|export --quantize int8`), in
-place; a quantized model refuses to train.
+Every dense kernel (`keras.layers.Dense`, or an `EinsumDense` that is one)
+and every `TokenEmbedding` table (the tied output projection included)
+becomes int8 with a float32 scale per output channel; norms, biases,
+position tables and activations stay as they were. Applied after loading
+(`keras_llm.load(run_dir, quantize="int8")`, `kllm generate|evaluate|export
+--quantize int8`), in place; a quantized model refuses to train.
 
 What it buys on this project's CPUs is memory, about a quarter of the
 float32 weights; its speed and agreement with float32 are measured in
 docs/performance.md ("int8 weights").
 """
-
-import keras
 
 from keras_llm.layers import int8
 from keras_llm.layers.embedding import TokenEmbedding
@@ -32,7 +30,7 @@ def check_mode(mode):
 def quantization_mode(model):
     """`"int8"` if `quantize` was applied to `model`, else `None`."""
     for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, int8.Int8Dense) or getattr(layer, "int8", False):
+        if isinstance(layer, int8.INT8_LAYERS) or getattr(layer, "int8", False):
             return "int8"
     return None
 
@@ -59,7 +57,7 @@ def quantize(model, mode="int8"):
     if quantization_mode(model):
         raise ValueError(f"{model.name} is quantized already.")
     for layer in model._flatten_layers(include_self=False):
-        if type(layer) is keras.layers.Dense:
+        if int8.is_projection(layer):
             int8.quantize_dense(layer)
         elif isinstance(layer, TokenEmbedding):
             layer.quantize(mode)

@@ -76,6 +76,38 @@ def test_xla_keeps_the_conversion_inside_a_loop(rows):
     assert "f32[300,16]" not in entry  # and is converted in the loop only
 
 
+@pytest.mark.parametrize(
+    "layer, quantized",
+    [
+        (keras.layers.Dense(6, activation="relu"), True),
+        (
+            keras.layers.EinsumDense(
+                "btd,de->bte", (None, 6), bias_axes="e", activation="gelu"
+            ),
+            True,
+        ),
+        (keras.layers.EinsumDense("...d,de->...e", (6,)), True),
+        (keras.layers.EinsumDense("btd,dhk->bthk", (None, 2, 3)), False),
+        (keras.layers.EinsumDense("btd,de->bed", (6, 5)), False),
+    ],
+)
+def test_dense_layers_are_quantized_in_place(layer, quantized):
+    inputs = np.random.default_rng(2).normal(size=(2, 4, 5)).astype("f")
+    expected = layer(inputs).numpy()
+    assert int8.is_projection(layer) is quantized
+    if not quantized:
+        with pytest.raises(ValueError, match="quantize_dense"):
+            int8.quantize_dense(layer)
+        return
+    int8.quantize_dense(layer)
+    assert isinstance(layer, int8.INT8_LAYERS)
+    assert [v.dtype for v in layer.weights if "kernel" in v.path] == [
+        "int8",
+        "float32",
+    ]
+    np.testing.assert_allclose(layer(inputs), expected, atol=0.02)
+
+
 @pytest.fixture(scope="module")
 def tiny_t5():
     from keras_llm import config as config_lib
@@ -91,7 +123,7 @@ def tiny_t5():
 def test_every_kernel_and_table_is_int8(tiny_t5):
     float_model, model = tiny_t5
     layers = list(model._flatten_layers(include_self=False))
-    assert not any(type(layer) is keras.layers.Dense for layer in layers)
+    assert not any(int8.is_projection(layer) for layer in layers)
     assert all(
         layer.int8 for layer in layers if isinstance(layer, TokenEmbedding)
     )

@@ -8,11 +8,13 @@ for one row of `x`, into a loop that converts each int8 row as it reads it
 (docs/performance.md, "int8 weights").
 
 `keras_llm.quantization.quantize(model, "int8")` applies this to a loaded
-model: `quantize_dense` to every `keras.layers.Dense`, and
-`TokenEmbedding.quantize` to the token tables. For inference only.
+model: `quantize_dense` to every dense layer (`keras.layers.Dense`, or an
+`EinsumDense` that is one), and `TokenEmbedding.quantize` to the token
+tables. For inference only.
 """
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -109,15 +111,8 @@ def _on_cpu():
     return not tf.config.list_logical_devices("GPU")
 
 
-class Int8Dense(keras.layers.Dense):
-    """A `keras.layers.Dense` whose kernel is int8 `(N, D)` with a float32
-    scale per output: made in place from a built `Dense` by
-    `quantize_dense`, for inference (a training call raises).
-
-    Weights: `quantized_kernel` int8 `(units, input_dim)`, `kernel_scale`
-    float32 `(units,)`, and the `Dense`'s `bias`. There is no float
-    `kernel`.
-    """
+class _Int8Projection:
+    """The int8 `call` of `Int8Dense` and `Int8EinsumDense`."""
 
     @property
     def kernel(self):
@@ -140,16 +135,56 @@ class Int8Dense(keras.layers.Dense):
         return x
 
 
+class Int8Dense(_Int8Projection, keras.layers.Dense):
+    """A `keras.layers.Dense` whose kernel is int8 `(N, D)` with a float32
+    scale per output: made in place from a built `Dense` by
+    `quantize_dense`, for inference (a training call raises).
+
+    Weights: `quantized_kernel` int8 `(units, input_dim)`, `kernel_scale`
+    float32 `(units,)`, and the `Dense`'s `bias`. There is no float
+    `kernel`.
+    """
+
+
+class Int8EinsumDense(_Int8Projection, keras.layers.EinsumDense):
+    """`Int8Dense` for a `keras.layers.EinsumDense` that is a dense layer
+    (`"...d,de->...e"`: a 2-D kernel, the last axis projected)."""
+
+
+INT8_LAYERS = (Int8Dense, Int8EinsumDense)
+
+
+def is_projection(layer):
+    """Whether `quantize_dense` takes `layer`: a `keras.layers.Dense`, or
+    an `EinsumDense` of the form `"...d,de->...e"`, without LoRA."""
+    if type(layer) is keras.layers.Dense:
+        return True
+    if type(layer) is not keras.layers.EinsumDense:
+        return False
+    inputs, kernel, outputs = re.split(r",|->", layer.equation)
+    bias = getattr(layer, "bias_axes", None)
+    return (
+        len(kernel) == 2
+        and inputs[-1] == kernel[0]
+        and outputs[-1] == kernel[1]
+        and inputs[:-1] == outputs[:-1]
+        and kernel[0] not in outputs
+        and bias in (None, kernel[1])
+    )
+
+
 def quantize_dense(layer):
-    """Turns a built `keras.layers.Dense` into an `Int8Dense`, in place.
+    """Turns a built dense layer (`is_projection`) into an `Int8Dense` or
+    `Int8EinsumDense`, in place.
 
     In place, as Keras's own `Dense.quantize` does, so a layer called
     anywhere (inside a layer's `call` or as a node of a functional
     backbone) switches without rebuilding the model.
     """
-    if type(layer) is not keras.layers.Dense:
+    if not is_projection(layer):
         raise ValueError(
-            "`quantize_dense` takes a `keras.layers.Dense`. Received: "
+            "`quantize_dense` takes a `keras.layers.Dense` or an "
+            "`EinsumDense` of the form '...d,de->...e'. Received: "
             f"{type(layer).__name__} {layer.name!r}"
         )
     if layer.lora_enabled:
@@ -157,10 +192,13 @@ def quantize_dense(layer):
             f"{layer.name} has LoRA weights: merge them before quantizing."
         )
     values, scale = quantize_kernel(np.transpose(layer.kernel.numpy()), 1)
+    int8_class = (
+        Int8Dense if type(layer) is keras.layers.Dense else Int8EinsumDense
+    )
     layer._tracker.unlock()  # state replaced after build, as Keras does
     try:
         del layer._kernel
-        layer.__class__ = Int8Dense
+        layer.__class__ = int8_class
         layer.quantized_kernel = layer.add_weight(
             name="kernel",
             shape=values.shape,
