@@ -59,6 +59,7 @@ def _check_name(ctx, param, value):
     "printed command adds it). Batch and prompt length are padded to "
     "powers of two; each new pair compiles on its first request.",
 )
+@options.QUANTIZE
 @options.CHECKPOINT
 @options.DEBUG
 def export(
@@ -70,6 +71,7 @@ def export(
     keep_special_tokens,
     xla,
     checkpoint,
+    quantize,
     debug,
     **decoding,
 ):
@@ -97,6 +99,7 @@ def export(
             overwrite=overwrite,
             config=config,
             checkpoint=checkpoint,
+            quantize=quantize,
             keep_special_tokens=keep_special_tokens,
             xla=xla,
         )

@@ -338,6 +338,7 @@ def export(
     keep_special_tokens=False,
     checkpoint=None,
     xla=False,
+    quantize=None,
 ):
     """Exports a run dir as a TF Serving SavedModel.
 
@@ -362,6 +363,9 @@ def export(
             to powers of two, and each new pair compiles on its first
             request (the warmup covers batches of 1, 2, 4 and 8 short
             prompts). Seq2seq and decoder-only models only.
+        quantize: `"int8"`: export weight-only int8 weights
+            (`keras_llm.quantization`), about a quarter of the float32
+            size; `None`: the weights as trained.
 
     Returns:
         The path of the written version folder.
@@ -396,7 +400,7 @@ def export(
             f"{cfg.model.kind} model has none: export it without --xla."
         )
     target, version = _check_target(out_dir, name, version, overwrite)
-    model = loading.load(run_dir, checkpoint=checkpoint)
+    model = loading.load(run_dir, checkpoint=checkpoint, quantize=quantize)
     tokenizer, kind = model.tokenizer, model.kind
     if tokenizer is None:
         raise FileNotFoundError(
@@ -453,6 +457,7 @@ def export(
             "task_prefix": input_format.task_prefix,
             "signatures": sorted(endpoints),
             "xla": bool(xla),
+            "quantize": quantize,
             "server_flags": [XLA_SERVER_FLAG] if xla else [],
             "tensorflow_version": tf.__version__,
             "serving_image": serving_image(),

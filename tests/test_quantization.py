@@ -1,8 +1,11 @@
 """Weight-only int8 (`keras_llm.quantization`, `--quantize int8`): the
 per-channel error bound, the int8 product in and out of XLA (and outside
-XLA's loop hoisting), a tiny model's greedy agreement with float32, and
-bad values."""
+XLA's loop hoisting), a tiny model's greedy agreement with float32, the
+export's size and its TF Serving-style loading, and bad values."""
 
+import glob
+import json
+import os
 from unittest import mock
 
 import keras
@@ -19,6 +22,10 @@ from keras_llm.generation import GenerationConfig
 from keras_llm.generation import generate_ids
 from keras_llm.layers import TokenEmbedding
 from keras_llm.layers import int8
+from keras_llm.serving import METADATA_FILE
+from tests.test_export import session_run
+
+PROMPTS = ["The for loop", "Python", "a", "while True: pass and more words"]
 
 
 def test_per_channel_error_bound():
@@ -174,11 +181,12 @@ def test_cli_choices_are_the_library_modes():
     assert options.QUANTIZE_MODES == quantization.MODES
 
 
-@pytest.mark.parametrize("command", ["generate", "evaluate"])
+@pytest.mark.parametrize("command", ["generate", "evaluate", "export"])
 def test_cli_refuses_int4_in_one_line(command, tmp_path):
     args = {
         "generate": ["generate", str(tmp_path), "hi"],
         "evaluate": ["evaluate", str(tmp_path), "--data", "x.tsv"],
+        "export": ["export", str(tmp_path), "--out", str(tmp_path / "m")],
     }[command]
     result = CliRunner().invoke(cli, args + ["--quantize", "int4"])
     assert result.exit_code == 2
@@ -230,3 +238,47 @@ def test_greedy_agreement_with_float32(tiny_run_dir):
     ids = _greedy_ids(keras_llm.load(run_dir, quantize="int8"), texts, 16)
     assert len({tuple(row) for row in expected}) > 30  # not one answer
     assert (ids == expected).mean() >= 0.95
+
+
+def _variables_bytes(export_dir):
+    files = glob.glob(os.path.join(export_dir, "variables", "variables.*"))
+    return sum(os.path.getsize(path) for path in files)
+
+
+@pytest.mark.large
+def test_int8_export_is_a_quarter_and_serves_like_the_library(
+    tiny_run_dir, tmp_path
+):
+    run_dir = tiny_run_dir("t5_tiny")
+    out = str(tmp_path / "models")
+    config = GenerationConfig(max_new_tokens=6)
+    default = keras_llm.export(run_dir, out, name="t5", config=config)
+    result = CliRunner().invoke(
+        cli,
+        ["export", run_dir, "--out", out, "--name", "t5", "--quantize"]
+        + ["int8", "--max-new-tokens", "6"],
+    )
+    assert result.exit_code == 0, result.output
+    export_dir = os.path.join(out, "t5", "2")
+
+    def metadata(path):
+        with open(os.path.join(path, "assets.extra", METADATA_FILE)) as f:
+            return json.load(f)
+
+    assert metadata(default)["quantize"] is None
+    assert metadata(export_dir)["quantize"] == "int8"
+    ratio = _variables_bytes(export_dir) / _variables_bytes(default)
+    assert 0.2 < ratio < 0.3, ratio
+    # In a fresh process, through the TF1 session loader (as TF Serving).
+    reply = session_run(
+        export_dir,
+        [{"signature": "serving_default", "inputs": {"inputs": PROMPTS}}],
+        tmp_path,
+    )
+    lm = keras_llm.load(run_dir, quantize="int8")
+    expected = lm.generate(PROMPTS, config, jit_compile=False)
+    assert reply["results"][0]["outputs"] == expected
+    ops = set(reply["ops"])
+    assert ops <= set(reply["core_ops"]) | set(reply["text_ops"])
+    assert not [op for op in ops if op.startswith("Xla")]
+    assert reply["xla_functions"] == []
