@@ -1,6 +1,6 @@
-"""GPU check: five measurements in one run, one table (under 8 min on an H200).
+"""GPU check: six measurements in one run, one table (under 8 min on an H200).
 
-    python benchmarks/gpu_check.py [--cpu-smoke] [--out FILE] [--parts abcde]
+    python benchmarks/gpu_check.py [--cpu-smoke] [--out FILE] [--parts abcdef]
         [--work-dir DIR] [--budget SECONDS]
 
 (benchmarks/gpu_check.sh wraps this with the machine's details and a
@@ -21,6 +21,11 @@ timeout.) Rows:
 (e) a T5-small run dir exported with `keras_llm.export`, loaded in a fresh
     process by the TF1 session loader (TF Serving's path) and run on the
     GPU: latency beside in-process `generate` (no XLA), same outputs.
+(f) T5-small greedy decode, XLA, batch 1 and 32: int8 weights
+    (`keras_llm.quantization`, bfloat16 activations) beside bfloat16 and
+    float32 weights, and whether XLA fused the int8 -> bfloat16 conversion
+    into the product (the goal: batch 1 >= 1.5x bfloat16). It runs last;
+    `--parts f` runs it (after (a)) alone.
 
 Each part runs in its own process (a crash or out-of-memory in one leaves
 the others; (c) splits the GPU before TensorFlow starts), with its own time
@@ -52,13 +57,14 @@ PARTS = {
     "c": ("mirrored", "MirroredStrategy 2 vs 1 device, loss"),
     "d": ("decode", "decode new tokens/s, XLA"),
     "e": ("export", "export run by the TF1 session loader"),
+    "f": ("int8", "int8 weights: decode new tokens/s, XLA"),
 }
 # Seconds a part may take at most (the GPU caps are estimates, not yet
 # measured on an H200). The whole run stops at --budget (450 s on a GPU),
 # so a part after slow ones gets only what is left.
 CAPS = {
-    "gpu": dict(a=40, b=200, c=90, d=120, e=90),
-    "cpu-smoke": dict(a=90, b=240, c=300, d=300, e=240),
+    "gpu": dict(a=40, b=200, c=90, d=120, e=90, f=120),
+    "cpu-smoke": dict(a=90, b=240, c=300, d=300, e=240, f=300),
 }
 
 
@@ -213,8 +219,8 @@ def main():
     parser.add_argument("--out", help="Also write the table as JSON here.")
     parser.add_argument(
         "--parts",
-        default="abcde",
-        help="Which rows to run (default abcde); (a) always runs.",
+        default="abcdef",
+        help="Which rows to run (default abcdef); (a) always runs.",
     )
     parser.add_argument(
         "--work-dir", help="Logs (and scratch) go here; default a temp dir."
@@ -227,7 +233,7 @@ def main():
     )
     args = parser.parse_args()
     if not args.parts or set(args.parts) - set(PARTS):
-        parser.error(f"--parts takes letters of abcde. Received: {args.parts}")
+        parser.error(f"--parts takes letters of abcdef. Received: {args.parts}")
     # (a) always runs: it finds the GPU and times the peak (b) divides by.
     letters = sorted(set(args.parts) | {"a"})
     if args.budget is None:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # GPU check: one table (matmul peak, T5-base training vs keras-hub, mirrored
-# 2 vs 1 device, decoding vs keras-hub, export run on the GPU) from one run
-# of under 8 minutes on one H200. Rows and options: benchmarks/gpu_check.py.
+# 2 vs 1 device, decoding vs keras-hub, export run on the GPU, int8 weights
+# vs bf16 decoding) from one run of under 8 minutes on one H200. Rows and
+# options: benchmarks/gpu_check.py.
 #
-#   benchmarks/gpu_check.sh [--out FILE] [--parts abcde] [--work-dir DIR]
+#   benchmarks/gpu_check.sh [--out FILE] [--parts abcdef] [--work-dir DIR]
 #   benchmarks/gpu_check.sh --cpu-smoke      # every part at toy size, CPU
 #
 # Install, on a machine with network access (keras-hub is the peer; a GPU

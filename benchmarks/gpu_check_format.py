@@ -151,12 +151,34 @@ def _export(out, runs, mode):
         out["notes"].append("e: " + "; ".join(problems))
 
 
+def _int8(out, runs, mode):
+    values = runs[0]["values"]
+    rates = values["tokens_per_second"]
+
+    def line(name):
+        return "; ".join(f"{s} {rate(r[name])}" for s, r in rates.items())
+
+    out["figure"] = f"int8: {line('int8')}"
+    out["peer"] = f"bf16: {line('bfloat16')}; float32: {line('float32')}"
+    out["ratio"] = "; ".join(
+        f"{r['int8'] / r['bfloat16']:.2f}x" for r in rates.values()
+    )
+    fused = "fused" if values["fused"] else "did not fuse"
+    first = next(iter(rates.values()))
+    goal = "met" if first["int8"] >= 1.5 * first["bfloat16"] else "not met"
+    out["notes"].append(
+        f"f: XLA {fused} the int8 -> bf16 conversion into the one-row "
+        f"product; goal batch 1 >= 1.5x bf16: {goal}"
+    )
+
+
 FORMATTERS = {
     "a": _matmul,
     "b": _train,
     "c": _mirrored,
     "d": _decode,
     "e": _export,
+    "f": _int8,
 }
 
 

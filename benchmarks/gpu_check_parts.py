@@ -4,8 +4,9 @@
         [--work DIR] [--library keras_llm|keras_hub] [--micro-batches N]
         [--peak FLOPS]
 
-PART is one of matmul, train, mirrored, decode, export. The measurements
-reuse train_t5.py, generate_t5.py and serving_latency.py. FILE receives a
+PART is one of matmul, train, mirrored, decode, export, int8. The
+measurements reuse train_t5.py, generate_t5.py, serving_latency.py and
+quantize_t5.py. FILE receives a
 JSON object: `status` (OK, OOM, SKIP, NO PEER or FAIL), `message` (one
 line, for anything but OK) and `values` (the numbers; gpu_check.py makes
 the table). Tracebacks go to stderr, which gpu_check.py keeps in a log.
@@ -69,6 +70,14 @@ SIZES = {
             repeats=5,
             setup="T5-small greedy, 32 new tokens",
         ),
+        int8=dict(
+            config=T5_SMALL,
+            source=64,
+            new_tokens=32,
+            batch_sizes=(1, 32),
+            repeats=3,
+            setup="T5-small greedy, 32 new tokens",
+        ),
     ),
     "cpu-smoke": dict(
         matmul=dict(n=256, repeats=5, setup="256^3"),
@@ -92,6 +101,14 @@ SIZES = {
             new_tokens=8,
             repeats=2,
             setup="t5_tiny greedy, 8 new tokens",
+        ),
+        int8=dict(
+            config=T5_TINY,
+            source=16,
+            new_tokens=4,
+            batch_sizes=(1, 8),
+            repeats=1,
+            setup="toy T5 greedy, 4 new tokens",
         ),
     ),
 }
@@ -279,12 +296,94 @@ def export(args, size):
     }
 
 
+def int8(args, size):
+    """Greedy decoding with int8 weights (`keras_llm.quantization`) and
+    bfloat16 activations beside the bfloat16 and float32 models (same
+    weights), XLA; and whether XLA fuses the int8 conversion into the
+    product (in the output layer's one-row product; its HLO goes to the
+    log)."""
+    import keras
+    from quantize_t5 import Runner
+
+    from keras_llm import quantization
+    from keras_llm.models import T5Backbone
+    from keras_llm.models import T5Seq2SeqLM
+
+    spec = size["int8"]
+    config, new_tokens = spec["config"], spec["new_tokens"]
+    keras.utils.set_random_seed(0)
+    weights = T5Seq2SeqLM(T5Backbone(**config)).get_weights()
+    runners = []
+    for name, dtype, quantize in (
+        ("int8", "bfloat16", "int8"),
+        ("bfloat16", "bfloat16", None),
+        ("float32", "float32", None),
+    ):
+        model = T5Seq2SeqLM(T5Backbone(**config, dtype=dtype))
+        model.set_weights(weights)
+        quantization.quantize(model, quantize)
+        runners.append(Runner(name, model, new_tokens, jit_compile=True))
+    settings = [("greedy", batch, 1) for batch in spec["batch_sizes"]]
+    times = generate_t5.measure(
+        runners,
+        settings,
+        new_tokens,
+        spec["repeats"],
+        make_prompts=lambda b: generate_t5.prompts(b, spec["source"], config),
+    )
+    rates = {
+        f"{name} b{batch_size}": {
+            runner.name: batch_size
+            * new_tokens
+            / statistics.median(times[runner.name, setting])
+            for runner in runners
+        }
+        for setting in settings
+        for name, batch_size, _ in [setting]
+    }
+    return {
+        "new_tokens": new_tokens,
+        "tokens_per_second": rates,
+        "fused": _int8_fused(config),
+    }
+
+
+def _int8_fused(config):
+    """Whether a fusion of the compiled one-row int8 product holds both the
+    int8 -> bfloat16 conversion and the dot (else XLA writes a converted
+    copy of the kernel first)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_llm.layers import int8 as int8_layers
+
+    values, scale = int8_layers.quantize_kernel(
+        np.ones((config["vocabulary_size"], config["hidden_dim"])), 1
+    )
+    # Variables, not constants: XLA would fold a constant's conversion.
+    kernel, scale = tf.Variable(values), tf.Variable(scale)
+    product = tf.function(
+        lambda x: int8_layers.int8_matmul(x, kernel, scale),
+        jit_compile=True,
+        autograph=False,
+    )
+    x = tf.ones((1, config["hidden_dim"]), tf.bfloat16)
+    hlo = product.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+    print(hlo, file=sys.stderr)
+    return any(
+        "s8[" in block and "convert(" in block and "dot(" in block
+        for block in hlo.split("\n\n")
+        if not block.lstrip().startswith("ENTRY")
+    )
+
+
 PARTS = {
     "matmul": matmul,
     "train": train,
     "mirrored": mirrored,
     "decode": decode,
     "export": export,
+    "int8": int8,
 }
 
 

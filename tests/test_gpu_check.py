@@ -36,13 +36,13 @@ def test_cpu_smoke_runs_every_part(tmp_path):
     result, report = _run(tmp_path, "--cpu-smoke", timeout=1500)
     assert report is not None, result.stdout + result.stderr
     rows = report["rows"]
-    assert [r["part"] for r in rows] == list("abcde")
+    assert [r["part"] for r in rows] == list("abcdef")
     statuses = {r["part"]: r["status"] for r in rows}
     assert set(statuses.values()) == {"OK"}, (statuses, result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
-    # The printed table has the same five rows.
+    # The printed table has the same six rows.
     printed = [line for line in result.stdout.splitlines() if line[:3] == "| ("]
-    assert [line[3] for line in printed] == list("abcde")
+    assert [line[3] for line in printed] == list("abcdef")
     # (c): one replica and two take the same three steps.
     mirrored = rows[2]["values"]
     assert (mirrored["replicas_one"], mirrored["replicas_two"]) == (1, 2)
@@ -52,6 +52,8 @@ def test_cpu_smoke_runs_every_part(tmp_path):
     )
     # (e): the export ran in the loader's process and matched generate.
     assert rows[4]["values"]["same_outputs"] is True
+    # (f): on the CPU, XLA fuses the one-row int8 product.
+    assert rows[5]["values"]["fused"] is True
 
 
 @pytest.mark.large
@@ -61,7 +63,7 @@ def test_cpu_smoke_runs_every_part(tmp_path):
 def test_without_a_gpu_every_row_says_skip(tmp_path):
     result, report = _run(tmp_path, timeout=300)
     assert result.returncode == 1
-    assert [r["status"] for r in report["rows"]] == ["SKIP"] * 5
+    assert [r["status"] for r in report["rows"]] == ["SKIP"] * 6
     assert "no GPU visible to TensorFlow" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -92,6 +94,9 @@ elif args.part == "decode":
     os.kill(os.getpid(), signal.SIGSEGV)
 elif args.part == "export":
     sys.exit(3)
+elif args.part == "int8":
+    values = {"new_tokens": 32, "fused": False, "tokens_per_second": {
+        "greedy b1": {"int8": 3.0, "bfloat16": 2.0, "float32": 1.0}}}
 with open(args.result, "w") as f:
     json.dump({"status": status, "message": "", "values": values,
                "setup": args.part}, f)
@@ -110,7 +115,7 @@ def test_orchestration_retries_oom_and_reports_failures(
     fake.write_text(FAKE_PARTS)
     monkeypatch.setattr(gpu_check, "PARTS_SCRIPT", str(fake))
     monkeypatch.setitem(
-        gpu_check.CAPS, "gpu", dict(a=20, b=20, c=6, d=20, e=20)
+        gpu_check.CAPS, "gpu", dict(a=20, b=20, c=6, d=20, e=20, f=20)
     )
     out = tmp_path / "report.json"
     argv = ["gpu_check.py", "--out", str(out), "--work-dir", str(tmp_path)]
@@ -128,5 +133,8 @@ def test_orchestration_retries_oom_and_reports_failures(
     assert rows["d"]["status"] == "OOM"  # a crash after an OOM message
     assert rows["e"]["status"] == "FAIL"
     assert "exit code 3" in " ".join(rows["e"]["notes"])
+    assert rows["f"]["ratio"] == "1.50x"
+    assert "did not fuse" in rows["f"]["notes"][0]
+    assert "1.5x bf16: met" in rows["f"]["notes"][0]
     printed = capsys.readouterr().out
-    assert printed.count("| (") == 5
+    assert printed.count("| (") == 6
