@@ -83,6 +83,25 @@ def test_xla_keeps_the_conversion_inside_a_loop(rows):
     assert "f32[300,16]" not in entry  # and is converted in the loop only
 
 
+def test_without_xla_the_conversions_wait_for_the_activations(monkeypatch):
+    # Else a tf.while_loop runs the next iterations' conversions ahead
+    # (parallel_iterations), their float copies alive at once.
+    monkeypatch.setattr(int8, "SLICE_BYTES", 16 * 100)
+    kernel = tf.Variable(np.ones((300, 16), np.int8))
+    scale = tf.Variable(np.ones(300, np.float32))
+    product = tf.function(
+        lambda x: int8.int8_matmul(x, kernel, scale), autograph=False
+    )
+    graph = product.get_concrete_function(tf.TensorSpec([None, 16])).graph
+    reads = [  # one read of the kernel per slice
+        op
+        for op in graph.get_operations()
+        if op.type == "ReadVariableOp" and op.outputs[0].dtype == tf.int8
+    ]
+    assert len(reads) == 3  # 100 + 100 + 100 rows
+    assert all(op.control_inputs for op in reads)
+
+
 @pytest.mark.parametrize(
     "layer, quantized",
     [

@@ -96,12 +96,17 @@ def int8_matmul(inputs, kernel, scale):
         outputs = tf.concat(outputs, axis=0) if len(outputs) > 1 else outputs[0]
     else:
         step = max(1, SLICE_BYTES // depth)
-        outputs = [
-            tf.matmul(
-                flat, tf.cast(kernel[i : i + step], dtype), transpose_b=True
-            )
-            for i in range(0, units, step)
-        ]
+        # After the activations: in a `tf.while_loop` the conversions do not
+        # depend on the step, and TensorFlow would run those of the next
+        # iterations ahead (`parallel_iterations`), their float copies alive
+        # at once.
+        with tf.control_dependencies([flat]):
+            outputs = [
+                tf.matmul(
+                    flat, tf.cast(kernel[i : i + step], dtype), transpose_b=True
+                )
+                for i in range(0, units, step)
+            ]
         outputs = tf.concat(outputs, axis=1) if len(outputs) > 1 else outputs[0]
     outputs = outputs * tf.cast(scale, dtype)  # (R, N)
     return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [units]], 0))
