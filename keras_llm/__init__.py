@@ -20,6 +20,7 @@ _LAZY_MODULES = (
     "layers",
     "loading",
     "models",
+    "quantization",
     "rundir",
     "serving",
     "training",
