@@ -48,16 +48,25 @@ def prompts(batch_size, source=SOURCE, config=SMALL):
 
 
 class KerasLLM:
+    """A `measure` runner: `generate_ids` of a T5 of `config` (random
+    weights), or of the given `model` under the given `name`."""
+
     name = "keras_llm"
 
-    def __init__(self, new_tokens, jit_compile=True, config=SMALL):
-        from keras_llm.models import T5Backbone
-        from keras_llm.models import T5Seq2SeqLM
+    def __init__(
+        self, new_tokens, jit_compile=True, config=SMALL, model=None, name=None
+    ):
+        if model is None:
+            from keras_llm.models import T5Backbone
+            from keras_llm.models import T5Seq2SeqLM
 
-        self.model = T5Seq2SeqLM(T5Backbone(**config))
+            model = T5Seq2SeqLM(T5Backbone(**config))
+        self.model = model
         self.new_tokens = new_tokens
         self.jit_compile = jit_compile
-        if not jit_compile:
+        if name is not None:
+            self.name = name
+        elif not jit_compile:
             self.name = "keras_llm (no XLA)"
 
     def __call__(self, ids, num_beams):

@@ -303,7 +303,7 @@ def int8(args, size):
     product (in the output layer's one-row product; its HLO goes to the
     log)."""
     import keras
-    from quantize_t5 import Runner
+    from quantize_t5 import runner
 
     from keras_llm import quantization
     from keras_llm.models import T5Backbone
@@ -322,7 +322,7 @@ def int8(args, size):
         model = T5Seq2SeqLM(T5Backbone(**config, dtype=dtype))
         model.set_weights(weights)
         quantization.quantize(model, quantize)
-        runners.append(Runner(name, model, new_tokens, jit_compile=True))
+        runners.append(runner(name, model, new_tokens, jit_compile=True))
     settings = [("greedy", batch, 1) for batch in spec["batch_sizes"]]
     times = generate_t5.measure(
         runners,

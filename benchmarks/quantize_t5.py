@@ -79,29 +79,11 @@ print(json.dumps({
 """
 
 
-class Runner:
+def runner(name, model, new_tokens, jit_compile):
     """A `generate_t5.measure` runner: `generate_ids` of one model."""
-
-    def __init__(self, name, model, new_tokens, jit_compile):
-        self.name, self.model = name, model
-        self.new_tokens, self.jit_compile = new_tokens, jit_compile
-
-    def __call__(self, ids, num_beams):
-        from keras_llm.generation import GenerationConfig
-        from keras_llm.generation import generate_ids
-
-        config = GenerationConfig(
-            max_new_tokens=self.new_tokens, num_beams=num_beams
-        )
-        out = generate_ids(
-            self.model,
-            ids,
-            config,
-            eos_id=None,
-            pad_id=0,
-            jit_compile=self.jit_compile,
-        )
-        return out.shape[1]
+    return generate_t5.KerasLLM(
+        new_tokens, jit_compile, model=model, name=name
+    )
 
 
 def decode(args):
@@ -121,7 +103,7 @@ def decode(args):
         suffix = "" if jit_compile else " (no XLA)"
         for name, model in (("float32", float_model), ("int8", int8_model)):
             runners.append(
-                Runner(name + suffix, model, args.new_tokens, jit_compile)
+                runner(name + suffix, model, args.new_tokens, jit_compile)
             )
     times = generate_t5.measure(
         runners, generate_t5.SETTINGS, args.new_tokens, args.repeats

@@ -135,23 +135,10 @@ class TokenEmbedding(keras.layers.Layer):
         try:
             for name, (values, scale) in tables.items():
                 delattr(self, name)
-                quantized = self.add_weight(
-                    name=name,
-                    shape=values.shape,
-                    initializer="zeros",
-                    dtype="int8",
-                    trainable=False,
+                quantized, scales = int8.add_int8_weights(
+                    self, name, values, scale
                 )
-                quantized.assign(values)
                 setattr(self, f"quantized_{name}", quantized)
-                scales = self.add_weight(
-                    name=f"{name}_scale",
-                    shape=scale.shape,
-                    initializer="ones",
-                    dtype="float32",
-                    trainable=False,
-                )
-                scales.assign(scale)
                 setattr(self, f"{name}_scale", scales)
         finally:
             self._tracker.lock()

@@ -204,22 +204,32 @@ def quantize_dense(layer):
     try:
         del layer._kernel
         layer.__class__ = int8_class
-        layer.quantized_kernel = layer.add_weight(
-            name="kernel",
-            shape=values.shape,
-            initializer="zeros",
-            dtype="int8",
-            trainable=False,
-        )
-        layer.kernel_scale = layer.add_weight(
-            name="kernel_scale",
-            shape=scale.shape,
-            initializer="ones",
-            dtype="float32",
-            trainable=False,
+        layer.quantized_kernel, layer.kernel_scale = add_int8_weights(
+            layer, "kernel", values, scale
         )
     finally:
         layer._tracker.lock()
-    layer.quantized_kernel.assign(values)
-    layer.kernel_scale.assign(scale)
     return layer
+
+
+def add_int8_weights(layer, name, values, scale):
+    """Adds the int8 `values` as weight `name` and their float32 `scale`
+    as `name_scale` to `layer` (its tracker unlocked), both frozen;
+    returns the two variables."""
+    quantized = layer.add_weight(
+        name=name,
+        shape=values.shape,
+        initializer="zeros",
+        dtype="int8",
+        trainable=False,
+    )
+    quantized.assign(values)
+    scales = layer.add_weight(
+        name=f"{name}_scale",
+        shape=scale.shape,
+        initializer="ones",
+        dtype="float32",
+        trainable=False,
+    )
+    scales.assign(scale)
+    return quantized, scales
