@@ -11,8 +11,8 @@ import sys
 import click
 
 from keras_llm.cli import average as average_commands
-from keras_llm.cli import data as data_commands
 from keras_llm.cli import convert as convert_commands
+from keras_llm.cli import data as data_commands
 from keras_llm.cli import evaluate as evaluate_commands
 from keras_llm.cli import examples
 from keras_llm.cli import export as export_commands

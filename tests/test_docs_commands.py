@@ -62,7 +62,12 @@ from click.testing import CliRunner
 from keras_llm.cli.main import cli
 
 ROOT = pathlib.Path(__file__).parents[1]
-DOCUMENTS = ("README.md", "docs/serving.md", "docs/training.md", "docs/tasks.md")
+DOCUMENTS = (
+    "README.md",
+    "docs/serving.md",
+    "docs/training.md",
+    "docs/tasks.md",
+)
 SESSION_CLIENT = ROOT / "tests" / "serving" / "session_client.py"
 REST_PORT = 8501
 GRPC_PORT = 8500

@@ -4,7 +4,7 @@ evaluate --data` read.
 
 | name | lines | from |
 |---|---|---|
-| `bible` | `english<TAB>spanish` verse pairs | Debian's KJV and Reina-Valera 1909 |
+| `bible` | `english<TAB>spanish` verse pairs | KJV and Reina-Valera 1909 |
 | `testament` | `english verse<TAB>old` or `new` | the KJV |
 | `pydoc` | one paragraph of text | Python's own documentation |
 
@@ -96,7 +96,8 @@ def write(name, out_dir, overwrite=False):
             path = os.path.join(folder, f"{split}.{extension}")
             with open(path, "w", encoding="utf-8") as file:
                 file.writelines(line + "\n" for line in lines)
-            written[split] = (os.path.join(out_dir, f"{split}.{extension}"), len(lines))
+            name = f"{split}.{extension}"
+            written[split] = (os.path.join(out_dir, name), len(lines))
 
     files.write_atomically(out_dir, overwrite, write_splits)
     return written

@@ -22,7 +22,6 @@ and `loss` are the model's mean negative log-likelihood per target token
 training's validation uses.
 """
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -375,7 +374,7 @@ def _generate(
         progress("generating", 0, len(inputs))
     # Chunks of a few batches: progress without re-tracing per batch.
     chunk = batch_size * 4
-    with _without_cut_warnings(driver.logger):
+    with driver.quiet_cut_warnings():
         for begin in range(0, len(inputs), chunk):
             texts = model.generate(
                 inputs[begin : begin + chunk],
@@ -388,18 +387,6 @@ def _generate(
             if progress:
                 progress("generating", len(predictions), len(inputs))
     return predictions
-
-
-@contextlib.contextmanager
-def _without_cut_warnings(logger_):
-    def keep(record):
-        return "longer than the model's input" not in record.getMessage()
-
-    logger_.addFilter(keep)
-    try:
-        yield
-    finally:
-        logger_.removeFilter(keep)
 
 
 def versions() -> dict[str, str]:

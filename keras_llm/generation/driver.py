@@ -8,6 +8,7 @@ model and decoding setup, XLA-compiled by default: a new prompt length in
 the same bucket reuses the compiled program.
 """
 
+import contextlib
 import dataclasses
 import logging
 import weakref
@@ -222,6 +223,18 @@ def detokenize(tokenizer, ids, skip_special_tokens=False):
 def as_list(texts):
     """A list of texts from a list or one str."""
     return [texts] if isinstance(texts, str) else list(texts)
+
+
+@contextlib.contextmanager
+def quiet_cut_warnings():
+    """Silences `warn_if_cut`'s warnings for the block (callers that said
+    it once for all their prompts)."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def warn_if_cut(input_format, texts, max_new_tokens):

@@ -11,10 +11,10 @@ random numbers, so a resumed run measures what an uninterrupted one does.
 """
 
 import contextlib
-import logging
 import math
 
 from keras_llm import kinds
+from keras_llm.generation import driver
 
 
 def max_new_tokens(cfg, model):
@@ -58,7 +58,7 @@ def make_validate(cfg, state, evaluate):
         # The warning about inputs the format cuts: at the first
         # validation only, not at every one (the pairs do not change).
         quiet = (
-            _quiet(_GENERATION_LOGGER) if calls else contextlib.nullcontext()
+            driver.quiet_cut_warnings() if calls else contextlib.nullcontext()
         )
         with quiet:
             predictions = generation.generate(
@@ -74,21 +74,6 @@ def make_validate(cfg, state, evaluate):
         return loss, {name: scores[name] for name in names}
 
     return validate
-
-
-_GENERATION_LOGGER = "keras_llm.generation.driver"
-
-
-@contextlib.contextmanager
-def _quiet(name):
-    """Silences a logger's warnings for the block."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def logged_values(loss, metrics):

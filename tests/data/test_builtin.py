@@ -64,7 +64,8 @@ def test_bible_and_testament_rows(tmp_path):
         for name in ("train", "validation", "test")
         for line in _lines(tmp_path / "t" / f"{name}.tsv")
     )
-    expected = collections.Counter(label for _, label in bible.testament_verses())
+    verses = bible.testament_verses()
+    expected = collections.Counter(label for _, label in verses)
     assert labels == expected and set(labels) == {"old", "new"}
     # Training lines are shuffled: Bible order would give a shuffle buffer
     # 23,000 Old Testament verses first. Its first 1,000 hold both
@@ -94,7 +95,8 @@ def test_existing_out_is_one_line_and_untouched(tmp_path):
     assert os.listdir(out) == ["keep.txt"]
     result = _invoke("data", "pydoc", "--out", out, "--overwrite")
     assert result.exit_code == 0, result.output
-    assert sorted(os.listdir(out)) == ["test.txt", "train.txt", "validation.txt"]
+    written = sorted(os.listdir(out))
+    assert written == ["test.txt", "train.txt", "validation.txt"]
 
 
 def test_unknown_name_lists_the_choices(tmp_path):
